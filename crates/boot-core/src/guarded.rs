@@ -1,0 +1,834 @@
+//! Guarded, descriptor-relative path operations (SPEC CM-05).
+//!
+//! Inside a directory the runtime user can write, root never acts on a path: it opens the anchor directory
+//! with `O_DIRECTORY|O_NOFOLLOW`, descends one component at a time relative to the parent's descriptor
+//! without following symlinks, and acts on the final entry with `*at` calls or on the entry's own
+//! descriptor after checking it with `fstat`. A name swapped for a symlink between two calls therefore
+//! cannot redirect root outside the tree.
+//!
+//! [`Dir`] is such an open directory together with the in-container path it stands for (used only for log
+//! lines). Mutating methods take the [`Report`] so that a dry run prints `would …` instead of acting
+//! (SPEC CM-11): every effect is written once and both executors share it.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use nix::errno::Errno;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
+
+use crate::error::{SysError, SysResult};
+use crate::report::Report;
+use crate::root::RootPrefix;
+
+/// The result of looking an entry up without following symlinks.
+#[derive(Debug)]
+pub enum Entry<T> {
+    Found(T),
+    Missing,
+    /// A symlink stood where a file or directory was expected.
+    Symlink,
+    /// Something of another type stood there.
+    Other(FileType),
+}
+
+impl<T> Entry<T> {
+    pub fn found(self) -> Option<T> {
+        match self {
+            Entry::Found(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What `fstatat(…, AT_SYMLINK_NOFOLLOW)` says about an entry, reduced to what the boot needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub perm: u32,
+    pub nlink: u64,
+    pub kind: FileType,
+    pub size: u64,
+}
+
+impl Meta {
+    pub fn from_stat(st: &rustix::fs::Stat) -> Meta {
+        Meta {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            perm: st.st_mode & 0o7777,
+            nlink: st.st_nlink,
+            kind: FileType::from_raw_mode(st.st_mode),
+            size: st.st_size as u64,
+        }
+    }
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileType::Directory
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.kind == FileType::Symlink
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind == FileType::RegularFile
+    }
+}
+
+// 0 = not probed yet, 1 = openat2 usable, 2 = fall back to openat+O_NOFOLLOW.
+static OPENAT2_STATE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this process uses `openat2`. Docker's default seccomp profile may answer it with EPERM, old
+/// kernels with ENOSYS; the choice is made once per process (CM-05).
+pub fn uses_openat2() -> bool {
+    OPENAT2_STATE.load(Ordering::Relaxed) != 2
+}
+
+/// Opens the directory `name` (one component) below `parent` without following a symlink.
+/// `no_xdev` additionally refuses to cross a mount point (EXDEV) when `openat2` is available.
+pub fn open_dir_at(parent: BorrowedFd<'_>, name: &OsStr, no_xdev: bool) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if OPENAT2_STATE.load(Ordering::Relaxed) != 2 {
+        let mut resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        if no_xdev {
+            resolve |= ResolveFlags::NO_XDEV;
+        }
+        match rustix::fs::openat2(parent, name, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+                OPENAT2_STATE.store(2, Ordering::Relaxed);
+            }
+            other => {
+                OPENAT2_STATE.store(1, Ordering::Relaxed);
+                return other;
+            }
+        }
+    }
+    rustix::fs::openat(parent, name, flags, Mode::empty())
+}
+
+fn check_name(name: &OsStr, at: &Path) -> SysResult<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+        return Err(SysError::new("resolve", at.join(name), Errno::EINVAL));
+    }
+    Ok(())
+}
+
+fn to_cstring(name: &OsStr) -> CString {
+    // Names were checked for NUL bytes by `check_name` or come from the kernel.
+    CString::new(name.as_bytes()).unwrap_or_default()
+}
+
+/// An open directory, reached without following symlinks below its anchor.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Wraps an already opened directory descriptor.
+    pub fn from_fd(fd: OwnedFd, path: impl Into<PathBuf>) -> Dir {
+        Dir {
+            fd,
+            path: path.into(),
+        }
+    }
+
+    /// Opens an anchor: its ancestors are image paths and are resolved normally, the last component is
+    /// opened with `O_DIRECTORY|O_NOFOLLOW`.
+    pub fn open_anchor(root: &RootPrefix, path: &Path) -> SysResult<Entry<Dir>> {
+        let Some(name) = path.file_name() else {
+            // `/` itself (or a prefix root): nothing to refuse.
+            let fd = rustix::fs::open(
+                root.path(path),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| SysError::new("open", path, e))?;
+            return Ok(Entry::Found(Dir::from_fd(fd, path)));
+        };
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let pfd = match rustix::fs::open(
+            root.path(parent),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(Entry::Missing),
+            Err(e) => return Err(SysError::new("open", parent, e)),
+        };
+        let pdir = Dir::from_fd(pfd, parent);
+        pdir.subdir_plain(name)
+    }
+
+    /// Opens `path` with no symlink anywhere: the root prefix (or `/`) is trusted, every component below it
+    /// is opened no-follow. Used for paths from the environment that must not lead root astray (S2-14).
+    /// On a symlink the returned path names the offending component.
+    pub fn open_strict(root: &RootPrefix, path: &Path) -> SysResult<(Entry<Dir>, PathBuf)> {
+        let top = Dir::open_anchor(root, Path::new("/"))?
+            .found()
+            .ok_or_else(|| SysError::new("open", "/", Errno::ENOENT))?;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        top.open_path(rel)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+    /// The in-container path of this directory (for log lines).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The in-container path of an entry of this directory.
+    pub fn child(&self, name: impl AsRef<OsStr>) -> PathBuf {
+        self.path.join(name.as_ref())
+    }
+
+    pub fn meta(&self) -> SysResult<Meta> {
+        rustix::fs::fstat(&self.fd)
+            .map(|s| Meta::from_stat(&s))
+            .map_err(|e| SysError::new("stat", &self.path, e))
+    }
+
+    /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`; `None` when the entry does not exist.
+    pub fn stat(&self, name: impl AsRef<OsStr>) -> SysResult<Option<Meta>> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Meta::from_stat(&st))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(SysError::new("stat", self.child(name), e)),
+        }
+    }
+
+    fn classify_failure(&self, name: &OsStr, err: rustix::io::Errno, op: &str) -> SysResult<Entry<Dir>> {
+        match err {
+            rustix::io::Errno::NOENT => Ok(Entry::Missing),
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::XDEV => {
+                match self.stat(name)? {
+                    None => Ok(Entry::Missing),
+                    Some(m) if m.is_symlink() => Ok(Entry::Symlink),
+                    Some(m) if !m.is_dir() => Ok(Entry::Other(m.kind)),
+                    Some(_) => Err(SysError::new(op, self.child(name), err)),
+                }
+            }
+            e => Err(SysError::new(op, self.child(name), e)),
+        }
+    }
+
+    /// Opens the subdirectory `name` without following a symlink (CM-05).
+    pub fn subdir(&self, name: impl AsRef<OsStr>) -> SysResult<Entry<Dir>> {
+        self.subdir_plain(name.as_ref())
+    }
+
+    fn subdir_plain(&self, name: &OsStr) -> SysResult<Entry<Dir>> {
+        check_name(name, &self.path)?;
+        match open_dir_at(self.fd(), name, false) {
+            Ok(fd) => Ok(Entry::Found(Dir::from_fd(fd, self.child(name)))),
+            Err(e) => self.classify_failure(name, e, "open"),
+        }
+    }
+
+    /// Opens a relative multi-component directory path one component at a time. On a symlink or a
+    /// non-directory the path of the offending component is returned alongside.
+    pub fn open_path(&self, rel: &Path) -> SysResult<(Entry<Dir>, PathBuf)> {
+        let mut cur = Dir::from_fd(
+            self.fd
+                .try_clone()
+                .map_err(|e| SysError::new("dup", &self.path, e))?,
+            self.path.clone(),
+        );
+        for comp in rel.components() {
+            let name = match comp {
+                Component::Normal(n) => n,
+                Component::CurDir => continue,
+                _ => return Err(SysError::new("resolve", self.path.join(rel), Errno::EINVAL)),
+            };
+            let at = cur.child(name);
+            match cur.subdir(name)? {
+                Entry::Found(d) => cur = d,
+                Entry::Missing => return Ok((Entry::Missing, at)),
+                Entry::Symlink => return Ok((Entry::Symlink, at)),
+                Entry::Other(k) => return Ok((Entry::Other(k), at)),
+            }
+        }
+        let p = cur.path.clone();
+        Ok((Entry::Found(cur), p))
+    }
+
+    /// Creates missing directories of `rel` below this one (like `mkdir -p`), never following a symlink.
+    /// New directories get `mode` and, when `owner` is given, that owner (set on the new directory's own
+    /// descriptor before anything can be put in it by someone else). Returns the innermost directory.
+    pub fn make_path(
+        &self,
+        report: &Report,
+        rel: &Path,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> SysResult<(Entry<Dir>, PathBuf)> {
+        let mut cur = Dir::from_fd(
+            self.fd
+                .try_clone()
+                .map_err(|e| SysError::new("dup", &self.path, e))?,
+            self.path.clone(),
+        );
+        let comps: Vec<&OsStr> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        for (i, name) in comps.iter().enumerate() {
+            let at = cur.child(name);
+            match cur.subdir(name)? {
+                Entry::Found(d) => cur = d,
+                Entry::Missing => {
+                    if report.dry_run() {
+                        report.would("create directory", &at, format_args!("mode {mode:04o}"));
+                        // Nothing deeper can exist below a directory that is not there yet.
+                        let _ = i;
+                        return Ok((Entry::Missing, at));
+                    }
+                    cur.mkdir(name, mode, owner)?;
+                    match cur.subdir(name)? {
+                        Entry::Found(d) => cur = d,
+                        Entry::Symlink => return Ok((Entry::Symlink, at)),
+                        other => return Ok((other, at)),
+                    }
+                }
+                Entry::Symlink => return Ok((Entry::Symlink, at)),
+                Entry::Other(k) => return Ok((Entry::Other(k), at)),
+            }
+        }
+        let p = cur.path.clone();
+        Ok((Entry::Found(cur), p))
+    }
+
+    /// `mkdirat` with an explicit mode (umask-independent: a `fchmod` follows) and optional owner.
+    /// `Ok(false)` when the name already exists.
+    pub fn mkdir(&self, name: impl AsRef<OsStr>, mode: u32, owner: Option<(u32, u32)>) -> SysResult<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => return Ok(false),
+            Err(e) => return Err(SysError::new("mkdir", self.child(name), e)),
+        }
+        // Fix owner and mode through the new directory's descriptor: the name could already have been
+        // swapped by the time we look at it again, the descriptor cannot.
+        let d = match self.subdir(name)? {
+            Entry::Found(d) => d,
+            _ => return Err(SysError::new("mkdir", self.child(name), Errno::ELOOP)),
+        };
+        if let Some((u, g)) = owner {
+            rustix::fs::fchown(d.fd(), Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", d.path(), e))?;
+        }
+        rustix::fs::fchmod(d.fd(), Mode::from_raw_mode(mode))
+            .map_err(|e| SysError::new("chmod", d.path(), e))?;
+        Ok(true)
+    }
+
+    /// Opens a regular file for reading without following a symlink. FIFOs and devices are never opened
+    /// for real (`O_NONBLOCK` plus a type check on the descriptor).
+    pub fn open_regular(&self, name: impl AsRef<OsStr>) -> SysResult<Entry<std::fs::File>> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => {
+                let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", self.child(name), e))?;
+                let kind = FileType::from_raw_mode(st.st_mode);
+                if kind != FileType::RegularFile {
+                    return Ok(Entry::Other(kind));
+                }
+                Ok(Entry::Found(std::fs::File::from(fd)))
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(Entry::Missing),
+            Err(rustix::io::Errno::LOOP) => Ok(Entry::Symlink),
+            Err(rustix::io::Errno::NXIO) => Ok(Entry::Other(FileType::Socket)),
+            Err(e) => Err(SysError::new("open", self.child(name), e)),
+        }
+    }
+
+    /// Reads a whole regular file (at most `limit` bytes; a larger file is EFBIG).
+    pub fn read_regular(&self, name: impl AsRef<OsStr>, limit: u64) -> SysResult<Entry<Vec<u8>>> {
+        use std::io::Read;
+        let name = name.as_ref();
+        let mut f = match self.open_regular(name)? {
+            Entry::Found(f) => f,
+            Entry::Missing => return Ok(Entry::Missing),
+            Entry::Symlink => return Ok(Entry::Symlink),
+            Entry::Other(k) => return Ok(Entry::Other(k)),
+        };
+        let mut buf = Vec::new();
+        (&mut f)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| SysError::new("read", self.child(name), e))?;
+        if buf.len() as u64 > limit {
+            return Err(SysError::new("read", self.child(name), Errno::EFBIG));
+        }
+        Ok(Entry::Found(buf))
+    }
+
+    /// Pins an entry with `O_PATH|O_NOFOLLOW` and checks it is still the entry `expect` describes
+    /// (same device and inode). Acting on the pinned descriptor cannot be redirected.
+    pub fn pin(&self, name: &OsStr, expect: &Meta) -> SysResult<Option<OwnedFd>> {
+        let fd = match rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) | Err(rustix::io::Errno::LOOP) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(SysError::new("open", self.child(name), e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", self.child(name), e))?;
+        let m = Meta::from_stat(&st);
+        if m.dev != expect.dev || m.ino != expect.ino {
+            return Ok(None);
+        }
+        Ok(Some(fd))
+    }
+
+    /// Changes the owner of the entry `name` (whose current state is `m`) when it differs, without
+    /// following a symlink (a symlink's own owner is changed). Non-directories with more than one hard
+    /// link are refused unless owned by `hardlink_ok_uid` (CM-05). Returns whether something changed.
+    pub fn chown_entry(
+        &self,
+        report: &Report,
+        name: &OsStr,
+        m: &Meta,
+        owner: (u32, u32),
+        hardlink_ok_uid: u32,
+    ) -> SysResult<bool> {
+        if m.uid == owner.0 && m.gid == owner.1 {
+            return Ok(false);
+        }
+        let path = self.child(name);
+        if !m.is_dir() && !m.is_symlink() && m.nlink > 1 && m.uid != hardlink_ok_uid {
+            report.warn(format_args!(
+                "refusing chown of hard-linked file {} ({} links) — continuing",
+                crate::report::display_path(&path),
+                m.nlink
+            ));
+            return Ok(false);
+        }
+        if report.dry_run() {
+            report.would(
+                "chown",
+                &path,
+                format_args!("{}:{} -> {}:{}", m.uid, m.gid, owner.0, owner.1),
+            );
+            return Ok(true);
+        }
+        if m.is_symlink() {
+            return match rustix::fs::chownat(
+                &self.fd,
+                name,
+                Some(uid(owner.0)),
+                Some(gid(owner.1)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(()) => Ok(true),
+                Err(e) => Err(SysError::new("chown", path, e)),
+            };
+        }
+        // Pin the entry so a swap between the stat and the chown cannot redirect us.
+        let Some(fd) = self.pin(name, m)? else {
+            return Ok(false);
+        };
+        rustix::fs::chownat(
+            &fd,
+            c"",
+            Some(uid(owner.0)),
+            Some(gid(owner.1)),
+            AtFlags::EMPTY_PATH,
+        )
+        .map_err(|e| SysError::new("chown", &path, e))?;
+        Ok(true)
+    }
+
+    /// Sets the permission bits of the entry `name` (state `m`) when they differ. Symlinks are never
+    /// changed; hard-linked non-directories follow the same rule as [`Dir::chown_entry`].
+    pub fn chmod_entry(
+        &self,
+        report: &Report,
+        name: &OsStr,
+        m: &Meta,
+        mode: u32,
+        hardlink_ok_uid: u32,
+    ) -> SysResult<bool> {
+        if m.perm == mode || m.is_symlink() {
+            return Ok(false);
+        }
+        let path = self.child(name);
+        if !m.is_dir() && m.nlink > 1 && m.uid != hardlink_ok_uid {
+            report.warn(format_args!(
+                "refusing chmod of hard-linked file {} ({} links) — continuing",
+                crate::report::display_path(&path),
+                m.nlink
+            ));
+            return Ok(false);
+        }
+        if report.dry_run() {
+            report.would("chmod", &path, format_args!("{:04o} -> {:04o}", m.perm, mode));
+            return Ok(true);
+        }
+        let Some(fd) = self.pin(name, m)? else {
+            return Ok(false);
+        };
+        chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
+        Ok(true)
+    }
+
+    /// Owner and mode of this directory itself, through its descriptor.
+    pub fn chown_self(&self, report: &Report, owner: (u32, u32)) -> SysResult<bool> {
+        let m = self.meta()?;
+        if m.uid == owner.0 && m.gid == owner.1 {
+            return Ok(false);
+        }
+        if report.dry_run() {
+            report.would(
+                "chown",
+                &self.path,
+                format_args!("{}:{} -> {}:{}", m.uid, m.gid, owner.0, owner.1),
+            );
+            return Ok(true);
+        }
+        rustix::fs::fchown(&self.fd, Some(uid(owner.0)), Some(gid(owner.1)))
+            .map_err(|e| SysError::new("chown", &self.path, e))?;
+        Ok(true)
+    }
+
+    pub fn chmod_self(&self, report: &Report, mode: u32) -> SysResult<bool> {
+        let m = self.meta()?;
+        if m.perm == mode {
+            return Ok(false);
+        }
+        if report.dry_run() {
+            report.would(
+                "chmod",
+                &self.path,
+                format_args!("{:04o} -> {:04o}", m.perm, mode),
+            );
+            return Ok(true);
+        }
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))
+            .map_err(|e| SysError::new("chmod", &self.path, e))?;
+        Ok(true)
+    }
+
+    /// Removes the entry `name` (not a directory). ENOENT is fine.
+    pub fn unlink(&self, report: &Report, name: impl AsRef<OsStr>) -> SysResult<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        if report.dry_run() {
+            if self.stat(name)?.is_some() {
+                report.would("remove", &self.child(name), "");
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(SysError::new("remove", self.child(name), e)),
+        }
+    }
+
+    /// Removes `name` and everything below it, never following a symlink and never leaving the
+    /// filesystem it starts on. ENOENT is fine.
+    pub fn remove_tree(&self, report: &Report, name: impl AsRef<OsStr>) -> SysResult<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let Some(m) = self.stat(name)? else {
+            return Ok(false);
+        };
+        if report.dry_run() {
+            report.would("remove", &self.child(name), "");
+            return Ok(true);
+        }
+        if m.is_dir() {
+            if let Entry::Found(d) = self.subdir(name)? {
+                d.empty_out()?;
+            }
+            match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
+                Err(e) => Err(SysError::new("remove", self.child(name), e)),
+            }
+        } else {
+            match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
+                Err(e) => Err(SysError::new("remove", self.child(name), e)),
+            }
+        }
+    }
+
+    /// Removes everything inside this directory (iteratively, so depth is not bounded by the stack).
+    fn empty_out(self) -> SysResult<()> {
+        let mut stack: Vec<Dir> = vec![self];
+        while let Some(top) = stack.last() {
+            let mut descended = None;
+            for (name, kind) in top.list()? {
+                let is_dir = kind == FileType::Directory
+                    || (kind == FileType::Unknown && top.stat(&name)?.is_some_and(|m| m.is_dir()));
+                if is_dir {
+                    match rustix::fs::unlinkat(top.fd(), name.as_os_str(), AtFlags::REMOVEDIR) {
+                        Ok(()) | Err(rustix::io::Errno::NOENT) => continue,
+                        Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(SysError::new("remove", top.child(&name), e)),
+                    }
+                    match open_dir_at(top.fd(), &name, true) {
+                        Ok(fd) => {
+                            descended = Some(Dir::from_fd(fd, top.child(&name)));
+                            break;
+                        }
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(e) => return Err(SysError::new("open", top.child(&name), e)),
+                    }
+                } else {
+                    match rustix::fs::unlinkat(top.fd(), name.as_os_str(), AtFlags::empty()) {
+                        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                        Err(e) => return Err(SysError::new("remove", top.child(&name), e)),
+                    }
+                }
+            }
+            match descended {
+                Some(d) => stack.push(d),
+                None => {
+                    let done = stack.pop().expect("stack is not empty");
+                    if let Some(parent) = stack.last() {
+                        let name = done
+                            .path
+                            .file_name()
+                            .map(|n| n.to_os_string())
+                            .unwrap_or_default();
+                        match rustix::fs::unlinkat(parent.fd(), name.as_os_str(), AtFlags::REMOVEDIR) {
+                            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                            Err(e) => return Err(SysError::new("remove", &done.path, e)),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The names in this directory (without `.` and `..`), with the type the kernel reported, in byte
+    /// order of the names.
+    pub fn list(&self) -> SysResult<Vec<(OsString, FileType)>> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            c".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SysError::new("open", &self.path, e))?;
+        let mut dir = rustix::fs::Dir::new(fd).map_err(|e| SysError::new("read directory", &self.path, e))?;
+        let mut out = Vec::new();
+        while let Some(ent) = dir.read() {
+            let ent = ent.map_err(|e| SysError::new("read directory", &self.path, e))?;
+            let n: &CStr = ent.file_name();
+            let b = n.to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            out.push((OsString::from_vec(b.to_vec()), ent.file_type()));
+        }
+        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Ok(out)
+    }
+
+    /// A `CString` of an entry name, for callers that need one.
+    pub fn cname(name: &OsStr) -> CString {
+        to_cstring(name)
+    }
+}
+
+/// chmod of an `O_PATH` descriptor: Linux has no `fchmod` for those, but the descriptor's magic link in
+/// `/proc/self/fd` names exactly the pinned inode.
+pub fn chmod_pinned(fd: &OwnedFd, mode: u32) -> rustix::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::chmodat(CWD, link.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())
+}
+
+pub fn uid(u: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(u)
+}
+pub fn gid(g: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(g)
+}
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+pub fn egid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn report() -> Report {
+        Report::stage2(false)
+    }
+
+    fn anchor(t: &tempfile::TempDir) -> Dir {
+        Dir::open_anchor(&RootPrefix::none(), t.path())
+            .unwrap()
+            .found()
+            .unwrap()
+    }
+
+    #[test]
+    fn subdir_refuses_symlinks_and_reports_types() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        symlink("/etc", t.path().join("link")).unwrap();
+        std::fs::write(t.path().join("file"), b"x").unwrap();
+        let d = anchor(&t);
+        assert!(matches!(d.subdir("real").unwrap(), Entry::Found(_)));
+        assert!(matches!(d.subdir("link").unwrap(), Entry::Symlink));
+        assert!(matches!(
+            d.subdir("file").unwrap(),
+            Entry::Other(FileType::RegularFile)
+        ));
+        assert!(matches!(d.subdir("none").unwrap(), Entry::Missing));
+        assert!(d.subdir("../x").is_err());
+    }
+
+    #[test]
+    fn anchor_that_is_a_symlink_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        symlink(t.path().join("real"), t.path().join("link")).unwrap();
+        assert!(matches!(
+            Dir::open_anchor(&RootPrefix::none(), &t.path().join("link")).unwrap(),
+            Entry::Symlink
+        ));
+        let root = RootPrefix::new(t.path());
+        assert!(matches!(
+            Dir::open_anchor(&root, Path::new("/real")).unwrap(),
+            Entry::Found(_)
+        ));
+        assert!(matches!(
+            Dir::open_anchor(&root, Path::new("/nope/x")).unwrap(),
+            Entry::Missing
+        ));
+    }
+
+    #[test]
+    fn open_path_names_the_symlinked_component() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        symlink("/tmp", t.path().join("a/b/c")).unwrap();
+        let d = anchor(&t);
+        let (e, at) = d.open_path(Path::new("a/b/c/d")).unwrap();
+        assert!(matches!(e, Entry::Symlink));
+        assert_eq!(at, t.path().join("a/b/c"));
+        let (e, at) = d.open_path(Path::new("a/b")).unwrap();
+        assert!(matches!(e, Entry::Found(_)));
+        assert_eq!(at, t.path().join("a/b"));
+    }
+
+    #[test]
+    fn make_path_creates_with_exact_mode_and_stops_at_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let d = anchor(&t);
+        let (e, _) = d.make_path(&report(), Path::new("x/y/z"), 0o700, None).unwrap();
+        assert!(matches!(e, Entry::Found(_)));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(t.path().join("x/y"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o700);
+        symlink("/etc", t.path().join("x/l")).unwrap();
+        let (e, at) = d.make_path(&report(), Path::new("x/l/q"), 0o755, None).unwrap();
+        assert!(matches!(e, Entry::Symlink));
+        assert_eq!(at, t.path().join("x/l"));
+        assert!(!Path::new("/etc/q").exists());
+    }
+
+    #[test]
+    fn dry_run_make_path_creates_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let d = anchor(&t);
+        let r = Report::stage2(true);
+        let (e, _) = d.make_path(&r, Path::new("x/y"), 0o755, None).unwrap();
+        assert!(matches!(e, Entry::Missing));
+        assert!(!t.path().join("x").exists());
+        assert_eq!(r.planned(), 1);
+    }
+
+    #[test]
+    fn read_regular_refuses_symlinks_and_fifos() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"hello").unwrap();
+        symlink(t.path().join("f"), t.path().join("l")).unwrap();
+        nix::unistd::mkfifo(
+            &t.path().join("p"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let d = anchor(&t);
+        assert_eq!(d.read_regular("f", 100).unwrap().found().unwrap(), b"hello");
+        assert!(matches!(d.read_regular("l", 100).unwrap(), Entry::Symlink));
+        assert!(matches!(
+            d.read_regular("p", 100).unwrap(),
+            Entry::Other(FileType::Fifo)
+        ));
+        assert!(d.read_regular("f", 3).is_err());
+    }
+
+    #[test]
+    fn remove_tree_does_not_follow_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        std::fs::write(victim.path().join("keep"), b"k").unwrap();
+        std::fs::create_dir_all(t.path().join("tree/a/b")).unwrap();
+        std::fs::write(t.path().join("tree/a/b/f"), b"x").unwrap();
+        symlink(victim.path(), t.path().join("tree/a/link")).unwrap();
+        let d = anchor(&t);
+        assert!(d.remove_tree(&report(), "tree").unwrap());
+        assert!(!t.path().join("tree").exists());
+        assert!(victim.path().join("keep").exists());
+    }
+
+    #[test]
+    fn chmod_and_chown_only_when_different() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        let d = anchor(&t);
+        let m = d.stat("f").unwrap().unwrap();
+        let r = report();
+        assert!(!d
+            .chown_entry(&r, OsStr::new("f"), &m, (m.uid, m.gid), m.uid)
+            .unwrap());
+        assert!(d.chmod_entry(&r, OsStr::new("f"), &m, 0o600, m.uid).unwrap());
+        let m2 = d.stat("f").unwrap().unwrap();
+        assert_eq!(m2.perm, 0o600);
+        assert!(!d.chmod_entry(&r, OsStr::new("f"), &m2, 0o600, m.uid).unwrap());
+    }
+}

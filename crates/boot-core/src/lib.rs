@@ -1,0 +1,29 @@
+//! Core of hermes-boot: every system effect the boot programs have lives here, one module per domain.
+//!
+//! The binaries (`stage2-setup`, `supervise-perms`, `reconcile-profiles`, `main-wrapper`) only parse their
+//! arguments, call into this crate, print the report and pick the exit code.
+//!
+//! Security model: everything under `$HERMES_HOME` (and anything else the runtime user can write) is treated
+//! as hostile while running as root. Such paths are only ever touched through [`guarded`] directory
+//! descriptors, never by path.
+
+pub mod error;
+pub mod report;
+pub mod root;
+
+pub mod account_db;
+pub mod accounts;
+pub mod atomic;
+pub mod guarded;
+pub mod ownership;
+pub mod privdrop;
+
+pub mod container_env;
+pub mod dotenv;
+pub mod ids;
+pub mod routing;
+
+pub mod gateway_state;
+pub mod profiles;
+pub mod s6_perms;
+pub mod s6_slot;
