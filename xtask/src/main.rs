@@ -1,7 +1,84 @@
 //! `cargo xtask <task>`: the project's chores as a plain Rust binary (no extra tooling to install).
+//!
+//! Tasks:
+//! - `test`: everything CI runs — installs missing Debian packages (as root), checks formatting and lints,
+//!   runs the unit, temp-root and real-s6 tests, then the container suite.
+//! - `docker-test`: build the test image and run the container suite.
+//! - `run`: build the test image and boot it.
+//! - `bench`: the side-by-side benchmarks.
+
+mod bench;
+mod docker;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <task> [args]
+
+tasks:
+  test          install what the tests need (as root), check fmt + clippy, run all tests incl. the container suite
+                (--no-docker: skip the container suite)
+  docker-test   build the test image and run the container suite
+  run           build the test image and boot a container from it
+  bench         run the side-by-side benchmarks and print the table";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    eprintln!("xtask: unknown task {:?}", args.first());
-    std::process::exit(2);
+    let Some(task) = args.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let rest = &args[1..];
+    let result = match task.as_str() {
+        "test" => test(rest),
+        "docker-test" => docker::docker_test(rest),
+        "run" => docker::run_image(rest),
+        "bench" => bench::run(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown task '{other}'\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask {task}: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The project's test command (the README's, and CI's through `.ci/run`).
+fn test(args: &[String]) -> Result<()> {
+    let with_docker = !args.iter().any(|a| a == "--no-docker");
+    setup::ensure_packages(&setup::TEST_PACKAGES)?;
+    cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    if setup::has_nextest() {
+        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
+    } else {
+        cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    }
+    if with_docker {
+        docker::docker_test(&[])?;
+    }
+    Ok(())
+}
+
+/// Runs `cargo <args>` in the workspace root, failing on a non-zero exit.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let st = Command::new(cargo)
+        .args(args)
+        .current_dir(setup::workspace_root())
+        .status()
+        .context("cannot start cargo")?;
+    if !st.success() {
+        bail!("cargo {} failed ({st})", args.join(" "));
+    }
+    Ok(())
 }

@@ -26,4 +26,6 @@ pub mod routing;
 pub mod gateway_state;
 pub mod profiles;
 pub mod s6_perms;
+
+pub mod stage2;
 pub mod s6_slot;
