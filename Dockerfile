@@ -117,6 +117,9 @@ COPY docker/cli-subcommands /etc/hermes/cli-subcommands
 COPY docker/SOUL.md /opt/hermes/docker/SOUL.md
 COPY docker/test-double/ /tmp/test-double/
 
+# Stand-in only: real s6-overlay lets a --user container own /run through its
+# setuid helper; the stand-in has none, so test images make /run sticky and
+# world-writable instead.
 RUN set -eu; \
     pkgs=; \
     if [ "$S6_OVERLAY_SOURCE" = standin ]; then pkgs="$pkgs s6 execline"; fi; \
@@ -128,6 +131,7 @@ RUN set -eu; \
     fi; \
     if [ "$S6_OVERLAY_SOURCE" = standin ]; then \
       for t in /usr/bin/s6-*; do ln -sf "$t" /command/; done; \
+      chmod 1777 /run; \
     fi; \
     groupadd --gid 10000 hermes; \
     useradd --uid 10000 --gid 10000 --home-dir /opt/data --no-create-home --shell /bin/sh hermes; \

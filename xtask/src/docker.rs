@@ -1,7 +1,410 @@
-//! Container image build and suite (being written).
-pub fn docker_test(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("docker-test is not available yet")
+//! `cargo xtask docker-test` and `cargo xtask run`: a Docker engine, the debootstrapped base image,
+//! the test image built from the project's `Dockerfile` (prebuilt release binaries, the offline
+//! s6-overlay stand-in, the hermes test double), then the container suite or one booted container.
+
+mod base;
+mod engine;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::setup;
+
+/// Tag of the image the suite runs against.
+const TEST_IMAGE: &str = "hermes-boot:test";
+/// The variable the container suite reads the image from.
+const IMAGE_ENV: &str = "HERMES_TEST_IMAGE";
+const PROGRAMS: [&str; 4] = [
+    "stage2-setup",
+    "supervise-perms",
+    "reconcile-profiles",
+    "main-wrapper",
+];
+/// Build-context path of the prebuilt binaries (also listed in `.dockerignore`).
+const PREBUILT_DIR: &str = "target/docker-bin";
+/// Containers mostly wait on boots and polls, so a few more threads than the 2 cores pay off; more
+/// than this made boots slow enough to blur the suite's own timeouts.
+const DEFAULT_TEST_THREADS: usize = 4;
+
+const DOCKER_TEST_USAGE: &str = "usage: cargo xtask docker-test [options] [-- test-filter...]
+
+  --no-build          reuse the existing test image (skip cargo build and docker build)
+  --rebuild-base      rebuild the debootstrapped base image even when its tag exists
+  --image TAG         test image tag (default hermes-boot:test)
+  --test-threads N    parallel container tests (default 4)";
+
+const RUN_USAGE: &str = "usage: cargo xtask run [options] [--] [command...]
+
+Builds the test image, boots a container (default command: gateway run), shows the boot
+output and the s6 service states, then stops and removes it.
+
+  --no-build          reuse the existing test image
+  --keep              leave the container running and print how to reach it
+  -e, --env K=V       container environment (repeatable)
+  --image TAG         image tag (default hermes-boot:test)";
+
+struct Timings(Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn time<T>(&mut self, phase: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let out = f();
+        self.0.push((phase, started.elapsed()));
+        out
+    }
+
+    fn print(&self) {
+        for (phase, took) in &self.0 {
+            eprintln!("  {phase:<28} {:>7.1}s", took.as_secs_f64());
+        }
+    }
 }
-pub fn run_image(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("run is not available yet")
+
+pub fn docker_test(args: &[String]) -> Result<()> {
+    let mut no_build = false;
+    let mut rebuild_base = false;
+    let mut image = TEST_IMAGE.to_string();
+    let mut threads = DEFAULT_TEST_THREADS;
+    let mut filters: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--no-build" => no_build = true,
+            "--rebuild-base" => rebuild_base = true,
+            "--image" => image = it.next().context("--image needs a tag")?.clone(),
+            "--test-threads" => {
+                let n = it.next().context("--test-threads needs a number")?;
+                threads = n
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("bad --test-threads {n}"))?;
+            }
+            "-h" | "--help" => {
+                println!("{DOCKER_TEST_USAGE}");
+                return Ok(());
+            }
+            "--" => filters.extend(it.by_ref().cloned()),
+            other if other.starts_with('-') => bail!("unknown option {other}\n\n{DOCKER_TEST_USAGE}"),
+            other => filters.push(other.to_string()),
+        }
+    }
+
+    let total = Instant::now();
+    let mut timings = Timings(Vec::new());
+    prepare_image(&mut timings, &image, no_build, rebuild_base)?;
+    let outcome = timings.time("container suite", || run_suite(&image, threads, &filters))?;
+
+    eprintln!("\n== docker-test summary ==");
+    timings.print();
+    eprintln!("  {:<28} {:>7.1}s", "total", total.elapsed().as_secs_f64());
+    eprintln!(
+        "  image {image}; tests: {} passed, {} failed, {} ignored ({} test threads)",
+        outcome.passed, outcome.failed, outcome.ignored, threads
+    );
+    for name in &outcome.failed_names {
+        eprintln!("  FAILED {name}");
+    }
+    if !outcome.success {
+        bail!("container suite failed");
+    }
+    if outcome.passed == 0 {
+        bail!("container suite ran no test (filter matched nothing?)");
+    }
+    Ok(())
+}
+
+pub fn run_image(args: &[String]) -> Result<()> {
+    let mut no_build = false;
+    let mut keep = false;
+    let mut image = TEST_IMAGE.to_string();
+    let mut envs: Vec<String> = Vec::new();
+    let mut command: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--no-build" => no_build = true,
+            "--keep" => keep = true,
+            "--image" => image = it.next().context("--image needs a tag")?.clone(),
+            "-e" | "--env" => envs.push(it.next().context("--env needs K=V")?.clone()),
+            "-h" | "--help" => {
+                println!("{RUN_USAGE}");
+                return Ok(());
+            }
+            "--" => command.extend(it.by_ref().cloned()),
+            other if command.is_empty() && other.starts_with('-') => {
+                bail!("unknown option {other}\n\n{RUN_USAGE}")
+            }
+            other => {
+                command.push(other.to_string());
+                command.extend(it.by_ref().cloned());
+            }
+        }
+    }
+    if command.is_empty() {
+        command = vec!["gateway".into(), "run".into()];
+    }
+
+    let mut timings = Timings(Vec::new());
+    prepare_image(&mut timings, &image, no_build, false)?;
+
+    let mut run = Command::new("docker");
+    run.args(["run", "-d"]);
+    for e in &envs {
+        run.args(["-e", e]);
+    }
+    run.arg(&image).args(&command);
+    let id = capture(&mut run, "docker run")?.trim().to_string();
+    eprintln!("xtask: container {} started: {}", short(&id), command.join(" "));
+
+    let booted = Instant::now();
+    let ready = wait_boot_log(&id, Duration::from_secs(30));
+    // Give the services a moment to start after cont-init before showing their state.
+    sleep(Duration::from_secs(1));
+    eprintln!("\n== docker logs ==");
+    let _ = Command::new("docker").args(["logs", &id]).status();
+    eprintln!("\n== s6 services ==");
+    let _ = Command::new("docker")
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "for s in /run/service/*; do printf '%-28s ' \"${s##*/}\"; /command/s6-svstat \"$s\"; done",
+        ])
+        .status();
+    match ready {
+        true => eprintln!(
+            "\nboot log reached profile=default after {:.1}s",
+            booted.elapsed().as_secs_f64()
+        ),
+        false => eprintln!("\nboot log has no profile=default line after 30s"),
+    }
+    if keep {
+        eprintln!("container kept running:\n  docker exec -it {id} sh\n  docker rm -f -v {id}");
+        return Ok(());
+    }
+    let _ = Command::new("docker")
+        .args(["stop", &id])
+        .stdout(Stdio::null())
+        .status();
+    let code = capture(
+        Command::new("docker").args(["inspect", "-f", "{{.State.ExitCode}}", &id]),
+        "inspect",
+    )
+    .unwrap_or_default();
+    let _ = Command::new("docker")
+        .args(["rm", "-f", "-v", &id])
+        .stdout(Stdio::null())
+        .status();
+    eprintln!("container stopped (exit code {}) and removed", code.trim());
+    Ok(())
+}
+
+/// Engine, base image, binaries and test image, each phase timed.
+fn prepare_image(timings: &mut Timings, image: &str, no_build: bool, rebuild_base: bool) -> Result<()> {
+    let root = setup::workspace_root();
+    timings.time("docker engine", engine::ensure_engine)?;
+    if no_build {
+        if !docker_ok(&["image", "inspect", image]) {
+            bail!("--no-build: image {image} does not exist");
+        }
+        return Ok(());
+    }
+    let work = target_dir(&root).join("docker-work");
+    timings.time("base image (debootstrap)", || {
+        base::ensure_base_image(rebuild_base, &work)
+    })?;
+    timings.time("release binaries", || build_binaries(&root))?;
+    timings.time("test image", || build_test_image(&root, image))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn build_binaries(root: &Path) -> Result<()> {
+    let mut args = vec!["build", "--release"];
+    for p in PROGRAMS {
+        args.extend(["-p", p]);
+    }
+    crate::cargo(&args)?;
+    let release = target_dir(root).join("release");
+    let dest = root.join(PREBUILT_DIR);
+    fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    for p in PROGRAMS {
+        let from = release.join(p);
+        fs::copy(&from, dest.join(p)).with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    Ok(())
+}
+
+fn build_test_image(root: &Path, image: &str) -> Result<()> {
+    let mut cmd = Command::new("docker");
+    // The classic builder is what the Dockerfile is written for; host networking lets RUN reach
+    // the apt mirror even when the daemon runs without a bridge.
+    cmd.env("DOCKER_BUILDKIT", "0")
+        .current_dir(root)
+        .args(["build", "--network", "host", "-t", image]);
+    for (k, v) in [
+        ("BASE_IMAGE", base::BASE_TAG),
+        ("RUST_BUILDER_IMAGE", base::BASE_TAG),
+        ("BINARIES", "prebuilt"),
+        ("PREBUILT_DIR", PREBUILT_DIR),
+        ("S6_OVERLAY_SOURCE", "standin"),
+        ("HERMES_APP", "test-double"),
+    ] {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    cmd.arg(".");
+    eprintln!("xtask: docker build -t {image} (prebuilt binaries, s6-overlay stand-in, hermes test double)");
+    let out = cmd.output().context("cannot start docker build")?;
+    if !out.status.success() {
+        eprintln!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bail!("docker build failed ({})", out.status);
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct SuiteOutcome {
+    success: bool,
+    passed: usize,
+    failed: usize,
+    ignored: usize,
+    failed_names: Vec<String>,
+}
+
+fn run_suite(image: &str, threads: usize, filters: &[String]) -> Result<SuiteOutcome> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(setup::workspace_root())
+        .env(IMAGE_ENV, image)
+        .args(["test", "-p", "container-suite", "--no-fail-fast", "--"])
+        .arg(format!("--test-threads={threads}"))
+        .args(filters)
+        .stdout(Stdio::piped());
+    eprintln!("xtask: {IMAGE_ENV}={image} cargo test -p container-suite -- --test-threads={threads}");
+    let mut child = cmd.spawn().context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let mut outcome = SuiteOutcome::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("cannot read cargo test output")?;
+        println!("{line}");
+        parse_test_line(&line, &mut outcome);
+    }
+    outcome.success = child.wait().context("cannot wait for cargo test")?.success();
+    Ok(outcome)
+}
+
+fn parse_test_line(line: &str, outcome: &mut SuiteOutcome) {
+    if let Some(rest) = line.strip_prefix("test result: ") {
+        // "ok. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s"
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().skip_while(|w| w.ends_with('.'));
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<usize>() else { continue };
+            match what {
+                "passed" => outcome.passed += n,
+                "failed" => outcome.failed += n,
+                "ignored" => outcome.ignored += n,
+                _ => {}
+            }
+        }
+    } else if let Some(name) = line
+        .strip_prefix("test ")
+        .and_then(|l| l.strip_suffix(" ... FAILED"))
+    {
+        outcome.failed_names.push(name.to_string());
+    }
+}
+
+fn wait_boot_log(id: &str, timeout: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        let found = docker_ok(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "grep -q profile=default \"${HERMES_HOME:-/opt/data}/logs/container-boot.log\"",
+        ]);
+        if found {
+            return true;
+        }
+        if !docker_ok(&["exec", id, "true"]) {
+            return false;
+        }
+        sleep(Duration::from_millis(300));
+    }
+    false
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// `docker <args>` succeeded (output discarded).
+pub(crate) fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs a command with inherited output, failing on a non-zero exit.
+pub(crate) fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn capture(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot start {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{what} printed non-UTF-8 output"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_libtest_results_and_failures() {
+        let mut o = SuiteOutcome::default();
+        for line in [
+            "test stage2::puid_remap ... FAILED",
+            "test result: FAILED. 3 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 4.2s",
+            "test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.0s",
+        ] {
+            parse_test_line(line, &mut o);
+        }
+        assert_eq!((o.passed, o.failed, o.ignored), (8, 1, 2));
+        assert_eq!(o.failed_names, ["stage2::puid_remap"]);
+    }
 }

@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 pub const TEST_PACKAGES: [&str; 5] = ["s6", "strace", "docker.io", "debootstrap", "execline"];
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn installed(pkg: &str) -> bool {
@@ -29,7 +32,11 @@ pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
         return Ok(());
     }
     if !nix_is_root() {
-        bail!("missing Debian packages {}: install them (apt-get install {}) or run as root", missing.join(", "), missing.join(" "));
+        bail!(
+            "missing Debian packages {}: install them (apt-get install {}) or run as root",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     let run = |args: &[&str]| -> Result<()> {
@@ -50,13 +57,21 @@ pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
 }
 
 pub fn has_nextest() -> bool {
-    Command::new("cargo").args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn nix_is_root() -> bool {
     // Avoids a dependency for one syscall: the real uid is in /proc/self/status.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }

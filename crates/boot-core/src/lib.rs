@@ -22,10 +22,13 @@ pub mod container_env;
 pub mod dotenv;
 pub mod ids;
 pub mod routing;
+pub mod wrapper;
 
 pub mod gateway_state;
 pub mod profiles;
 pub mod s6_perms;
+pub mod s6_command;
+pub mod reconcile;
 
 pub mod stage2;
 pub mod s6_slot;

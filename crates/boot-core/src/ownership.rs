@@ -1,1 +1,720 @@
-//! (module under construction)
+//! The ownership walk (SPEC CM-08): make every entry of a tree owned by the runtime user.
+//!
+//! One pass, no pre-scan. Each entry is stat'ed once and changed only when its uid or gid differs, so a warm
+//! boot on a volume that is already right writes nothing (no ctime change, no overlayfs copy-up).
+//!
+//! The tree is hostile while we run as root: directories are opened relative to their parent without
+//! following symlinks or crossing mounts, symlinks are changed themselves and never followed, and an entry
+//! whose name may have been swapped is either changed by name with `AT_SYMLINK_NOFOLLOW` (when the kernel's
+//! `protected_hardlinks` makes a swap harmless) or pinned with `O_PATH` and checked before it is changed.
+//!
+//! The walk is iterative with an explicit stack and holds at most [`MAX_DIR_FDS`] directory descriptors:
+//! deeper levels release the outermost ancestors and re-acquire them on the way back up through `..`,
+//! checking device and inode, so a hostile user cannot make root run out of descriptors or stack with a
+//! deep chain, nor redirect the walk by moving directories around while it runs.
+//!
+//! The hot loop allocates nothing per entry: directory entries come from `getdents64` into one reused
+//! buffer and their names go straight to the `*at` calls as C strings; subdirectory names wait in per-level
+//! byte arenas that are recycled. Paths are only assembled for log lines.
+
+use std::ffi::{CStr, OsStr};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::io::Errno;
+
+use crate::error::SysError;
+use crate::guarded::{self, Dir};
+use crate::report::{display_bytes, Report};
+
+/// Directory descriptors the walk holds at most (SPEC CM-08).
+pub const MAX_DIR_FDS: usize = 64;
+
+/// How often a long walk says it is still working.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// What one [`repair`] did. In a dry run `changed` counts the planned changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairStats {
+    /// Entries stat'ed (the target included).
+    pub checked: u64,
+    /// Entries whose owner was (or, in a dry run, would be) changed.
+    pub changed: u64,
+}
+
+/// Walks `parent/name` and makes every entry owned `owner` (uid, gid).
+///
+/// Prints its own lines through `report`: `refusing recursive chown through symlinked path <path>` when the
+/// target is a symlink, `Skipping mount point <path> (different filesystem)` for nested mounts, per-entry
+/// warnings, one warning ending `(rootless container or read-only volume?) — continuing` when a chown is
+/// refused with EPERM/EROFS (the walk of this target ends there), a progress line every 30 s, and when
+/// something changed `Ownership of <target>: <n> entries checked, <m> changed`.
+///
+/// `hardlink_ok_uid` is u₀ (the user's uid before any remap): hard-linked non-directories are only changed
+/// when owned by it. An absent target gives zero stats. A dry run prints `would chown …` lines instead.
+pub fn repair(
+    report: &Report,
+    parent: &Dir,
+    name: &OsStr,
+    owner: (u32, u32),
+    hardlink_ok_uid: u32,
+) -> RepairStats {
+    repair_with(report, parent, name, owner, hardlink_ok_uid, Options::default()).0
+}
+
+/// Knobs the tests use to reach code paths this kernel would not take on its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// Open directories with `openat(O_NOFOLLOW)` as when `openat2` is unavailable.
+    pub force_openat: bool,
+    /// Override of `/proc/sys/fs/protected_hardlinks`.
+    pub protected_hardlinks: Option<bool>,
+    pub progress_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            force_openat: false,
+            protected_hardlinks: None,
+            progress_every: PROGRESS_EVERY,
+        }
+    }
+}
+
+/// Facts about a walk that are not part of the public result (for tests and benchmarks).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WalkDiag {
+    /// The most directory descriptors held at once.
+    pub max_fds_held: usize,
+}
+
+pub(crate) fn repair_with(
+    report: &Report,
+    parent: &Dir,
+    name: &OsStr,
+    owner: (u32, u32),
+    hardlink_ok_uid: u32,
+    opts: Options,
+) -> (RepairStats, WalkDiag) {
+    let mut walk = Walk::new(report, parent, name, owner, hardlink_ok_uid, opts);
+    walk.run(parent.fd(), name);
+    let stats = walk.stats;
+    if !report.dry_run() && stats.changed > 0 {
+        report.info(format_args!(
+            "Ownership of {}: {} entries checked, {} changed",
+            display_bytes(&walk.target),
+            stats.checked,
+            stats.changed
+        ));
+    }
+    (stats, walk.diag)
+}
+
+/// `fs.protected_hardlinks`, read once per process (a kernel setting: never under the root prefix).
+fn kernel_protects_hardlinks() -> bool {
+    static VALUE: OnceLock<bool> = OnceLock::new();
+    *VALUE.get_or_init(|| {
+        std::fs::read("/proc/sys/fs/protected_hardlinks")
+            .map(|v| v.trim_ascii() == b"1")
+            .unwrap_or(false)
+    })
+}
+
+/// Identity of an open directory: where it lives and who owns it.
+#[derive(Debug, Clone, Copy)]
+struct DirId {
+    dev: u64,
+    ino: u64,
+    /// Mount id, when it was asked for (the `openat` fallback cannot refuse to cross mounts by itself).
+    mnt_id: Option<u64>,
+    uid: u32,
+    gid: u32,
+}
+
+/// One directory on the walk's stack.
+struct Frame {
+    /// `None` while released to stay within [`MAX_DIR_FDS`].
+    fd: Option<OwnedFd>,
+    id: DirId,
+    /// Length of `Walk::path` when it names this directory.
+    path_len: usize,
+    /// NUL-terminated names of subdirectories still to visit.
+    subdirs: Vec<u8>,
+    cursor: usize,
+}
+
+enum Flow {
+    Continue,
+    /// Stop walking this target (EPERM/EROFS, or the tree moved under us).
+    Abandon,
+}
+
+struct Walk<'r> {
+    report: &'r Report,
+    owner: (u32, u32),
+    hardlink_ok_uid: u32,
+    dry_run: bool,
+    protected_hardlinks: bool,
+    force_openat: bool,
+    stats: RepairStats,
+    diag: WalkDiag,
+    /// In-container path of the target (for log lines).
+    target: Vec<u8>,
+    /// In-container path of the directory being worked on (for log lines).
+    path: Vec<u8>,
+    frames: Vec<Frame>,
+    /// Recycled subdirectory arenas.
+    spare: Vec<Vec<u8>>,
+    dirbuf: Vec<MaybeUninit<u8>>,
+    /// Scratch copy of the subdirectory name being entered.
+    name_buf: Vec<u8>,
+    held: usize,
+    /// Frames below this index have released their descriptor.
+    lowest_held: usize,
+    progress_every: Duration,
+    next_progress: Instant,
+    until_clock_check: u32,
+}
+
+impl<'r> Walk<'r> {
+    fn new(
+        report: &'r Report,
+        parent: &Dir,
+        name: &OsStr,
+        owner: (u32, u32),
+        hardlink_ok_uid: u32,
+        opts: Options,
+    ) -> Walk<'r> {
+        let target = parent.child(name).into_os_string().into_vec();
+        Walk {
+            report,
+            owner,
+            hardlink_ok_uid,
+            dry_run: report.dry_run(),
+            protected_hardlinks: opts.protected_hardlinks.unwrap_or_else(kernel_protects_hardlinks),
+            force_openat: opts.force_openat,
+            stats: RepairStats::default(),
+            diag: WalkDiag::default(),
+            target,
+            path: parent.path().as_os_str().as_bytes().to_vec(),
+            frames: Vec::new(),
+            spare: Vec::new(),
+            dirbuf: vec![MaybeUninit::uninit(); 32 * 1024],
+            name_buf: Vec::with_capacity(256),
+            held: 0,
+            lowest_held: 0,
+            progress_every: opts.progress_every,
+            next_progress: Instant::now() + opts.progress_every,
+            until_clock_check: 0,
+        }
+    }
+
+    fn run(&mut self, parent: BorrowedFd<'_>, name: &OsStr) {
+        let Some(cname) = c_name(name) else {
+            self.report.warn_err(&SysError::new(
+                "open",
+                Path::new(OsStr::from_bytes(&self.target)),
+                Errno::INVAL,
+            ));
+            return;
+        };
+        let fd = match self.open_dir(parent, &cname, false) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return,
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                // Not a directory (or a symlink): find out which, without following it.
+                match rustix::fs::statat(parent, &*cname, AtFlags::SYMLINK_NOFOLLOW) {
+                    Err(Errno::NOENT) => {}
+                    Err(e) => self
+                        .report
+                        .warn_err(&SysError::new("stat", self.target_path(), e)),
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                        self.report.warn_refusing("recursive chown", self.target_path());
+                    }
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        // Swapped between the two calls; the next boot will see it settled.
+                        self.report
+                            .warn_err(&SysError::new("open", self.target_path(), Errno::LOOP));
+                    }
+                    Ok(st) => {
+                        // A single non-directory entry: handled like any entry of a directory.
+                        let _ = self.entry_with_stat(parent, &cname, &st);
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                self.report
+                    .warn_err(&SysError::new("open", self.target_path(), e));
+                return;
+            }
+        };
+        self.held += 1;
+        self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
+        let id = match self.dir_id(&fd) {
+            Ok(id) => id,
+            Err(e) => {
+                self.report
+                    .warn_err(&SysError::new("stat", self.target_path(), e));
+                return;
+            }
+        };
+        self.stats.checked += 1;
+        self.path.clear();
+        self.path.extend_from_slice(&self.target);
+        self.push_frame(fd, id);
+        if let Flow::Abandon = self.list_top() {
+            return;
+        }
+        self.descend();
+    }
+
+    /// The main loop: visit pending subdirectories depth-first; finish a directory when it has none left.
+    fn descend(&mut self) {
+        while let Some(top) = self.frames.last_mut() {
+            let flow = match next_name(top, &mut self.name_buf) {
+                true => self.enter_subdir(),
+                false => self.finish_top(),
+            };
+            if let Flow::Abandon = flow {
+                return;
+            }
+        }
+    }
+
+    fn push_frame(&mut self, fd: OwnedFd, id: DirId) {
+        let mut subdirs = self.spare.pop().unwrap_or_default();
+        subdirs.clear();
+        self.frames.push(Frame {
+            fd: Some(fd),
+            id,
+            path_len: self.path.len(),
+            subdirs,
+            cursor: 0,
+        });
+    }
+
+    /// Opens the subdirectory named in `name_buf` below the top frame and, unless it is a mount point,
+    /// pushes and lists it.
+    fn enter_subdir(&mut self) -> Flow {
+        if self.held >= MAX_DIR_FDS {
+            self.release_outermost();
+        }
+        let name_buf = std::mem::take(&mut self.name_buf);
+        let flow = self.enter_named(&name_buf);
+        self.name_buf = name_buf;
+        flow
+    }
+
+    fn enter_named(&mut self, name_nul: &[u8]) -> Flow {
+        let Ok(name) = CStr::from_bytes_with_nul(name_nul) else {
+            return Flow::Continue;
+        };
+        let top = self.frames.len() - 1;
+        let parent_id = self.frames[top].id;
+        let opened = match self.frames[top].fd.as_ref() {
+            Some(pfd) => self.open_dir(pfd.as_fd(), name, true),
+            None => Err(Errno::BADF),
+        };
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Flow::Continue,
+            Err(Errno::XDEV) => {
+                self.stats.checked += 1;
+                self.skip_mount(name);
+                return Flow::Continue;
+            }
+            Err(e) => {
+                self.report
+                    .warn_err(&SysError::new("open", self.entry_path(name), e));
+                return Flow::Continue;
+            }
+        };
+        let id = match self.dir_id(&fd) {
+            Ok(id) => id,
+            Err(e) => {
+                self.report
+                    .warn_err(&SysError::new("stat", self.entry_path(name), e));
+                return Flow::Continue;
+            }
+        };
+        self.stats.checked += 1;
+        let other_mount = match (id.mnt_id, parent_id.mnt_id) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        };
+        if id.dev != parent_id.dev || other_mount {
+            self.skip_mount(name);
+            return Flow::Continue;
+        }
+        self.held += 1;
+        self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
+        self.path.push(b'/');
+        self.path.extend_from_slice(name.to_bytes());
+        self.push_frame(fd, id);
+        self.tick();
+        self.list_top()
+    }
+
+    fn skip_mount(&self, name: &CStr) {
+        self.report.info(format_args!(
+            "Skipping mount point {} (different filesystem)",
+            display_bytes(&self.entry_path_bytes(name))
+        ));
+    }
+
+    /// Lets go of the outermost descriptor still held (never the top one).
+    fn release_outermost(&mut self) {
+        let top = self.frames.len().saturating_sub(1);
+        if self.lowest_held < top {
+            if self.frames[self.lowest_held].fd.take().is_some() {
+                self.held -= 1;
+            }
+            self.lowest_held += 1;
+        }
+    }
+
+    /// Reads the top directory: non-directories are handled at once, subdirectories queued.
+    fn list_top(&mut self) -> Flow {
+        let top = self.frames.len() - 1;
+        let Some(fd) = self.frames[top].fd.take() else {
+            return Flow::Continue;
+        };
+        let mut subdirs = std::mem::take(&mut self.frames[top].subdirs);
+        let mut buf = std::mem::take(&mut self.dirbuf);
+        let mut flow = Flow::Continue;
+        let mut dir = rustix::fs::RawDir::new(fd.as_fd(), &mut buf);
+        while let Some(ent) = dir.next() {
+            let ent = match ent {
+                Ok(ent) => ent,
+                // The directory was removed while we read it.
+                Err(Errno::NOENT) => break,
+                Err(e) => {
+                    let path = Path::new(OsStr::from_bytes(&self.path)).to_path_buf();
+                    self.report.warn_err(&SysError::new("read directory", path, e));
+                    break;
+                }
+            };
+            let name = ent.file_name();
+            let b = name.to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            if ent.file_type() == FileType::Directory {
+                subdirs.extend_from_slice(name.to_bytes_with_nul());
+                continue;
+            }
+            match self.entry(fd.as_fd(), name, &mut subdirs) {
+                Flow::Continue => {}
+                Flow::Abandon => {
+                    flow = Flow::Abandon;
+                    break;
+                }
+            }
+        }
+        self.dirbuf = buf;
+        let frame = &mut self.frames[top];
+        frame.fd = Some(fd);
+        frame.subdirs = subdirs;
+        flow
+    }
+
+    /// One non-directory entry (or one of unknown type) of the directory `dfd`.
+    fn entry(&mut self, dfd: BorrowedFd<'_>, name: &CStr, subdirs: &mut Vec<u8>) -> Flow {
+        let st = match rustix::fs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Flow::Continue,
+            Err(e) => {
+                self.report
+                    .warn_err(&SysError::new("stat", self.entry_path(name), e));
+                return Flow::Continue;
+            }
+        };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            // The file system did not report types (or the name was just replaced): walk it as a
+            // directory; it is counted when opened.
+            subdirs.extend_from_slice(name.to_bytes_with_nul());
+            return Flow::Continue;
+        }
+        self.entry_with_stat(dfd, name, &st)
+    }
+
+    fn entry_with_stat(&mut self, dfd: BorrowedFd<'_>, name: &CStr, st: &rustix::fs::Stat) -> Flow {
+        self.stats.checked += 1;
+        self.tick();
+        if st.st_uid == self.owner.0 && st.st_gid == self.owner.1 {
+            return Flow::Continue;
+        }
+        if st.st_nlink > 1 && st.st_uid != self.hardlink_ok_uid {
+            self.refuse_hardlink(name, st.st_nlink);
+            return Flow::Continue;
+        }
+        if self.dry_run {
+            self.would_chown(&self.entry_path(name), st.st_uid, st.st_gid);
+            self.stats.changed += 1;
+            return Flow::Continue;
+        }
+        let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let result = if kind == FileType::Symlink || self.protected_hardlinks {
+            // With protected_hardlinks a name swapped since the stat can only be a symlink (changed
+            // itself) or a file the runtime user could already link: one it owns or can write.
+            rustix::fs::chownat(dfd, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+        } else {
+            match self.pin(dfd, name, st) {
+                Ok(Some(fd)) => rustix::fs::chownat(&fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH),
+                Ok(None) => return Flow::Continue,
+                Err(e) => Err(e),
+            }
+        };
+        self.chown_result(result, name)
+    }
+
+    /// `O_PATH|O_NOFOLLOW` descriptor of `name`, if it is still the inode `st` describes and the hard-link
+    /// rule still allows changing it.
+    fn pin(&self, dfd: BorrowedFd<'_>, name: &CStr, st: &rustix::fs::Stat) -> Result<Option<OwnedFd>, Errno> {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(dfd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let now = rustix::fs::fstat(&fd)?;
+        if now.st_dev != st.st_dev || now.st_ino != st.st_ino {
+            return Ok(None);
+        }
+        if now.st_nlink > 1 && now.st_uid != self.hardlink_ok_uid {
+            self.refuse_hardlink(name, now.st_nlink);
+            return Ok(None);
+        }
+        Ok(Some(fd))
+    }
+
+    fn refuse_hardlink(&self, name: &CStr, nlink: u64) {
+        self.report.warn(format_args!(
+            "refusing chown of hard-linked file {} ({} links) — continuing",
+            display_bytes(&self.entry_path_bytes(name)),
+            nlink
+        ));
+    }
+
+    fn chown_result(&mut self, result: Result<(), Errno>, name: &CStr) -> Flow {
+        match result {
+            Ok(()) => {
+                self.stats.changed += 1;
+                Flow::Continue
+            }
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => Flow::Continue,
+            Err(e @ Errno::PERM) | Err(e @ Errno::ROFS) => {
+                self.give_up_on_chown(SysError::new("chown", self.entry_path(name), e));
+                Flow::Abandon
+            }
+            Err(e) => {
+                self.report
+                    .warn_err(&SysError::new("chown", self.entry_path(name), e));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn give_up_on_chown(&self, err: SysError) {
+        self.report.warn(format_args!(
+            "{err} (rootless container or read-only volume?) — continuing"
+        ));
+    }
+
+    fn would_chown(&self, path: &Path, uid: u32, gid: u32) {
+        self.report.would(
+            "chown",
+            path,
+            format_args!("{uid}:{gid} -> {}:{}", self.owner.0, self.owner.1),
+        );
+    }
+
+    /// Changes the top directory's own owner (after its contents) and pops it, re-acquiring the parent's
+    /// descriptor through `..` when it was released.
+    fn finish_top(&mut self) -> Flow {
+        let Some(mut frame) = self.frames.pop() else {
+            return Flow::Continue;
+        };
+        let dir_path = || Path::new(OsStr::from_bytes(&self.path[..frame.path_len])).to_path_buf();
+        let mut flow = Flow::Continue;
+        if frame.id.uid != self.owner.0 || frame.id.gid != self.owner.1 {
+            if self.dry_run {
+                self.would_chown(&dir_path(), frame.id.uid, frame.id.gid);
+                self.stats.changed += 1;
+            } else if let Some(fd) = frame.fd.as_ref() {
+                let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
+                match rustix::fs::fchown(fd, Some(u), Some(g)) {
+                    Ok(()) => self.stats.changed += 1,
+                    Err(e @ Errno::PERM) | Err(e @ Errno::ROFS) => {
+                        self.give_up_on_chown(SysError::new("chown", dir_path(), e));
+                        flow = Flow::Abandon;
+                    }
+                    Err(e) => self.report.warn_err(&SysError::new("chown", dir_path(), e)),
+                }
+            }
+        }
+        if let Flow::Continue = flow {
+            if let Some(parent) = self.frames.last() {
+                if parent.fd.is_none() {
+                    flow = self.reacquire_parent(&frame);
+                }
+            }
+        }
+        if frame.fd.take().is_some() {
+            self.held -= 1;
+        }
+        self.spare.push(std::mem::take(&mut frame.subdirs));
+        if let Some(parent) = self.frames.last() {
+            self.path.truncate(parent.path_len);
+        }
+        flow
+    }
+
+    fn reacquire_parent(&mut self, child: &Frame) -> Flow {
+        let parent_idx = self.frames.len() - 1;
+        let expect = self.frames[parent_idx].id;
+        let parent_path =
+            || Path::new(OsStr::from_bytes(&self.path[..self.frames[parent_idx].path_len])).to_path_buf();
+        let Some(cfd) = child.fd.as_ref() else {
+            return Flow::Abandon;
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(cfd, c"..", flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.report.warn(format_args!(
+                    "{} — abandoning ownership repair of {} — continuing",
+                    SysError::new("open", parent_path(), e),
+                    display_bytes(&self.target)
+                ));
+                return Flow::Abandon;
+            }
+        };
+        let st = match rustix::fs::fstat(&fd) {
+            Ok(st) => st,
+            Err(e) => {
+                self.report.warn_err(&SysError::new("stat", parent_path(), e));
+                return Flow::Abandon;
+            }
+        };
+        if st.st_dev != expect.dev || st.st_ino != expect.ino {
+            self.report.warn(format_args!(
+                "{} was moved during the ownership walk; abandoning ownership repair of {} — continuing",
+                display_bytes(&self.path[..child.path_len]),
+                display_bytes(&self.target)
+            ));
+            return Flow::Abandon;
+        }
+        self.frames[parent_idx].fd = Some(fd);
+        self.held += 1;
+        self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
+        self.lowest_held = parent_idx;
+        Flow::Continue
+    }
+
+    /// Opens a directory one component below `parent` without following symlinks (CM-05); below the
+    /// target also without crossing mounts.
+    fn open_dir(&self, parent: BorrowedFd<'_>, name: &CStr, below_target: bool) -> Result<OwnedFd, Errno> {
+        if self.force_openat {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            return rustix::fs::openat(parent, name, flags, Mode::empty());
+        }
+        guarded::open_dir_at(parent, OsStr::from_bytes(name.to_bytes()), below_target)
+    }
+
+    /// Stats an open directory. Without `openat2`'s `RESOLVE_NO_XDEV` the mount id is fetched too, so that
+    /// a bind mount of the same file system is still recognised as a mount point.
+    fn dir_id(&self, fd: &OwnedFd) -> Result<DirId, Errno> {
+        if self.force_openat || !guarded::uses_openat2() {
+            let want = StatxFlags::BASIC_STATS | StatxFlags::MNT_ID;
+            match rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, want) {
+                Ok(sx) => {
+                    let mnt_id = sx.stx_mask & StatxFlags::MNT_ID.bits() != 0;
+                    return Ok(DirId {
+                        dev: rustix::fs::makedev(sx.stx_dev_major, sx.stx_dev_minor),
+                        ino: sx.stx_ino,
+                        mnt_id: mnt_id.then_some(sx.stx_mnt_id),
+                        uid: sx.stx_uid,
+                        gid: sx.stx_gid,
+                    });
+                }
+                // Old kernels and seccomp profiles without statx: the device number must do.
+                Err(Errno::NOSYS) | Err(Errno::PERM) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let st = rustix::fs::fstat(fd)?;
+        Ok(DirId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mnt_id: None,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        })
+    }
+
+    /// Prints a progress line every `progress_every` on long walks (the clock is read every 256 entries).
+    fn tick(&mut self) {
+        if self.until_clock_check > 0 {
+            self.until_clock_check -= 1;
+            return;
+        }
+        self.until_clock_check = 255;
+        let now = Instant::now();
+        if now >= self.next_progress {
+            self.next_progress = now + self.progress_every;
+            self.report.info(format_args!(
+                "Ownership of {}: {} entries checked, {} changed so far; still working",
+                display_bytes(&self.target),
+                self.stats.checked,
+                self.stats.changed
+            ));
+        }
+    }
+
+    fn target_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.target))
+    }
+
+    fn entry_path_bytes(&self, name: &CStr) -> Vec<u8> {
+        let mut p = self.path.clone();
+        p.push(b'/');
+        p.extend_from_slice(name.to_bytes());
+        p
+    }
+
+    fn entry_path(&self, name: &CStr) -> std::path::PathBuf {
+        std::path::PathBuf::from(std::ffi::OsString::from_vec(self.entry_path_bytes(name)))
+    }
+}
+
+/// Copies the next queued subdirectory name (with its NUL) of `frame` into `out`.
+fn next_name(frame: &mut Frame, out: &mut Vec<u8>) -> bool {
+    let rest = &frame.subdirs[frame.cursor..];
+    let Some(end) = rest.iter().position(|&b| b == 0) else {
+        return false;
+    };
+    out.clear();
+    out.extend_from_slice(&rest[..=end]);
+    frame.cursor += end + 1;
+    true
+}
+
+fn c_name(name: &OsStr) -> Option<std::ffi::CString> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.contains(&b'/') || b == b"." || b == b".." {
+        return None;
+    }
+    std::ffi::CString::new(b).ok()
+}
+
+#[cfg(test)]
+mod tests;

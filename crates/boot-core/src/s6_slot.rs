@@ -1,1 +1,683 @@
-//! (module under construction)
+//! Per-profile gateway slots in the s6 scan directory (SPEC RP-11 … RP-15): rendering the scripts,
+//! building a complete slot under a dot-prefixed staging name (which s6-svscan ignores), and publishing it
+//! with one atomic rename so a scan never sees a half-built slot.
+//!
+//! Everything is done through the scan directory's descriptor: the directory is writable by the runtime
+//! user (B15), so no path below it is ever resolved by name from outside. The owner of every entry is a
+//! parameter ([`SlotSpec::owner`]): today the runtime user's, later possibly root's.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+
+use crate::error::{SysError, SysResult};
+use crate::guarded::{chmod_pinned, euid, gid, uid, Dir, Entry};
+use crate::profiles::DEFAULT_PROFILE;
+use crate::report::{display_path, Report};
+
+/// `gateway-<p>`: the slot s6-svscan supervises.
+pub fn slot_name(profile: &str) -> OsString {
+    format!("gateway-{profile}").into()
+}
+/// `.gateway-<p>.tmp`: where a slot is built.
+pub fn staging_name(profile: &str) -> OsString {
+    format!(".gateway-{profile}.tmp").into()
+}
+/// `.gateway-<p>.tmp.old`: where a replaced or unregistered slot waits for removal.
+pub fn old_name(profile: &str) -> OsString {
+    format!(".gateway-{profile}.tmp.old").into()
+}
+
+/// Whether a depth-1 scandir entry is a leftover of an interrupted build (`.gateway-*.tmp*`, RP-01).
+pub fn is_leftover_name(name: &[u8]) -> bool {
+    name.starts_with(b".gateway-") && name[b".gateway-".len()..].windows(4).any(|w| w == b".tmp")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RP-13 … RP-15 scripts
+
+const SHEBANG: &str = "#!/command/with-contenv sh\n";
+
+/// The gateway command of a profile; the root profile never gets `-p default`.
+fn gateway_command(profile: &str) -> String {
+    if profile == DEFAULT_PROFILE {
+        "hermes gateway run --replace".to_string()
+    } else {
+        format!("hermes -p {profile} gateway run --replace")
+    }
+}
+
+/// RP-13. `as_root`: the scripts are owned by uid 0, so the command drops to the runtime user explicitly
+/// with `s6-setuidgid`. Scripts owned by the runtime user exec `hermes` directly, as upstream: `hermes` is
+/// the exec shim, which drops root itself (MW-12).
+pub fn render_run(profile: &str, as_root: bool, runtime_user: &str) -> String {
+    let cmd = gateway_command(profile);
+    let exec = if as_root {
+        format!("exec s6-setuidgid {runtime_user} {cmd}\n")
+    } else {
+        format!("exec {cmd}\n")
+    };
+    let mut s = String::from(SHEBANG);
+    s.push_str("set -e\n");
+    s.push_str("export HOME=/opt/data\n");
+    s.push_str("cd /opt/data\n");
+    s.push_str("export HERMES_S6_SUPERVISED_CHILD=1\n");
+    s.push_str("export HERMES_SUPERVISED_CHILD=1\n");
+    s.push_str(&exec);
+    s
+}
+
+/// RP-14: exit 125 (s6: do not restart) after a fatal configuration error (78) or a clean stop (0).
+pub fn render_finish() -> String {
+    let mut s = String::from(SHEBANG);
+    s.push_str("# $1: exit code of run (256 when killed by a signal).\n");
+    s.push_str("# 78 is a fatal configuration error and 0 a clean stop; restarting after either only\n");
+    s.push_str("# repeats it (reconnect storms). 125 tells s6-supervise not to restart.\n");
+    s.push_str("case \"$1\" in\n");
+    s.push_str("  0|78) exit 125 ;;\n");
+    s.push_str("esac\n");
+    s.push_str("exit 0\n");
+    s
+}
+
+/// RP-15: s6-log into `$HERMES_HOME/logs/gateways/<p>` (resolved when the script runs).
+pub fn render_log_run(profile: &str, as_root: bool, runtime_user: &str) -> String {
+    let drop = if as_root {
+        format!("s6-setuidgid {runtime_user} ")
+    } else {
+        String::new()
+    };
+    let mut s = String::from(SHEBANG);
+    s.push_str("set -e\n");
+    s.push_str("HERMES_HOME=\"${HERMES_HOME:-/opt/data}\"\n");
+    s.push_str(&format!("dir=\"$HERMES_HOME/logs/gateways/{profile}\"\n"));
+    s.push_str(&format!("{drop}mkdir -p \"$dir\"\n"));
+    s.push_str(&format!("{drop}rm -f \"$dir/lock\"\n"));
+    s.push_str(&format!("exec {drop}s6-log 1 n10 s1000000 T \"$dir\"\n"));
+    s
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RP-11 build
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct SlotSpec<'a> {
+    /// A validated profile name (RP-10) or `default`.
+    pub profile: &'a str,
+    /// Without `down`, s6-supervise starts the service as soon as it supervises the slot.
+    pub start: bool,
+    /// Owner of every entry; `None` keeps the caller's identity (not running as root).
+    pub owner: Option<(u32, u32)>,
+    /// Name given to `s6-setuidgid` when the scripts are root's.
+    pub runtime_user: &'a str,
+}
+
+impl SlotSpec<'_> {
+    /// Whether the scripts will be owned by uid 0 (RP-13's `exec` rule).
+    pub fn scripts_are_roots(&self) -> bool {
+        match self.owner {
+            Some((u, _)) => u == 0,
+            None => euid() == 0,
+        }
+    }
+}
+
+/// Creates `dir/name` exclusively (never through a symlink) with `mode` and `owner`, then writes it.
+fn write_new(dir: &Dir, name: &str, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+    let path = dir.child(name);
+    let fd = rustix::fs::openat(
+        dir.fd(),
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| SysError::new("create", &path, e))?;
+    if let Some((u, g)) = owner {
+        rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g))).map_err(|e| SysError::new("chown", &path, e))?;
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| SysError::new("chmod", &path, e))?;
+    std::fs::File::from(fd)
+        .write_all(content)
+        .map_err(|e| SysError::new("write", &path, e))
+}
+
+fn mkdir_new(dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<Dir> {
+    if !dir.mkdir(name, mode, owner)? {
+        return Err(SysError::new("mkdir", dir.child(name), Errno::EEXIST));
+    }
+    match dir.subdir(name)? {
+        Entry::Found(d) => Ok(d),
+        _ => Err(SysError::new("open", dir.child(name), Errno::ELOOP)),
+    }
+}
+
+/// A FIFO with an exact mode and owner, set on the pinned inode (a FIFO cannot be opened without a
+/// reader, and its name could be swapped meanwhile).
+fn mkfifo_new(dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+    let path = dir.child(name);
+    rustix::fs::mknodat(dir.fd(), name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+        .map_err(|e| SysError::new("mkfifo", &path, e))?;
+    let fd = rustix::fs::openat(
+        dir.fd(),
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SysError::new("open", &path, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", &path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+        return Err(SysError::new("mkfifo", &path, Errno::EEXIST));
+    }
+    if let Some((u, g)) = owner {
+        rustix::fs::chownat(&fd, c"", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
+            .map_err(|e| SysError::new("chown", &path, e))?;
+    }
+    chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))
+}
+
+/// The supervise skeleton of RP-11: made before s6-supervise runs so that the runtime user (its owner)
+/// can use `s6-svc`/`s6-svstat`/`s6-svwait` on the service; s6-supervise reuses what it finds.
+fn make_skeleton(dir: &Dir, owner: Option<(u32, u32)>) -> SysResult<()> {
+    mkdir_new(dir, "event", 0o3730, owner)?;
+    let sup = mkdir_new(dir, "supervise", 0o755, owner)?;
+    mkdir_new(&sup, "event", 0o3730, owner)?;
+    mkfifo_new(&sup, "control", 0o660, owner)
+}
+
+/// Builds the complete slot under its staging name (RP-11). The caller publishes it; on error the
+/// partial staging directory is left for the caller to remove.
+fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<()> {
+    let staging = staging_name(spec.profile);
+    if scandir.stat(&staging)?.is_some() {
+        scandir.remove_tree(report, &staging)?;
+    }
+    let owner = spec.owner;
+    let as_root = spec.scripts_are_roots();
+    let slot = mkdir_new(scandir, staging.to_str().unwrap_or_default(), 0o755, owner)?;
+    write_new(&slot, "type", b"longrun\n", 0o644, owner)?;
+    write_new(
+        &slot,
+        "run",
+        render_run(spec.profile, as_root, spec.runtime_user).as_bytes(),
+        0o755,
+        owner,
+    )?;
+    write_new(&slot, "finish", render_finish().as_bytes(), 0o755, owner)?;
+    if !spec.start {
+        write_new(&slot, "down", b"", 0o644, owner)?;
+    }
+    make_skeleton(&slot, owner)?;
+    let log = mkdir_new(&slot, "log", 0o755, owner)?;
+    write_new(
+        &log,
+        "run",
+        render_log_run(spec.profile, as_root, spec.runtime_user).as_bytes(),
+        0o755,
+        owner,
+    )?;
+    make_skeleton(&log, owner)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RP-12 publish
+
+/// How a slot of the same name is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Boot mode: an existing slot is swapped out atomically (`RENAME_EXCHANGE`) and removed.
+    Replace,
+    /// Runtime registration: an existing slot is an error.
+    NoReplace,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    New,
+    Replaced,
+}
+
+#[derive(Debug)]
+pub enum SlotError {
+    /// `Publish::NoReplace` and the slot exists.
+    Exists,
+    Sys(SysError),
+}
+
+impl From<SysError> for SlotError {
+    fn from(e: SysError) -> Self {
+        SlotError::Sys(e)
+    }
+}
+
+impl std::fmt::Display for SlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlotError::Exists => f.write_str("slot exists"),
+            SlotError::Sys(e) => e.fmt(f),
+        }
+    }
+}
+
+static FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
+
+type Exchange<'a> = &'a dyn Fn(&Dir, &OsStr, &OsStr) -> rustix::io::Result<()>;
+
+fn exchange(dir: &Dir, a: &OsStr, b: &OsStr) -> rustix::io::Result<()> {
+    rustix::fs::renameat_with(dir.fd(), a, dir.fd(), b, RenameFlags::EXCHANGE)
+}
+
+fn rename_noreplace(dir: &Dir, from: &OsStr, to: &OsStr) -> Result<(), SlotError> {
+    match rustix::fs::renameat_with(dir.fd(), from, dir.fd(), to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(SlotError::Exists),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            // No RENAME_NOREPLACE here: a plain rename does not replace a non-empty directory (ENOTEMPTY)
+            // and a fresh check narrows the window for anything else.
+            if dir.stat(to)?.is_some() {
+                return Err(SlotError::Exists);
+            }
+            rustix::fs::renameat(dir.fd(), from, dir.fd(), to).map_err(|e| match e {
+                rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => SlotError::Exists,
+                e => SlotError::Sys(SysError::new("rename", dir.child(to), e)),
+            })
+        }
+        Err(e) => Err(SlotError::Sys(SysError::new("rename", dir.child(to), e))),
+    }
+}
+
+/// Moves the staging slot into place (RP-12). The staging directory is gone afterwards, whatever happened.
+fn publish_staging(
+    scandir: &Dir,
+    report: &Report,
+    profile: &str,
+    mode: Publish,
+    swap: Exchange,
+) -> Result<Published, SlotError> {
+    let staging = staging_name(profile);
+    let target = slot_name(profile);
+    let result = (|| {
+        // Two rounds at most: the target may appear or vanish between the check and the rename.
+        for _ in 0..2 {
+            let exists = scandir.stat(&target)?.is_some();
+            if !exists || mode == Publish::NoReplace {
+                match rename_noreplace(scandir, &staging, &target) {
+                    Err(SlotError::Exists) if mode == Publish::Replace => continue,
+                    other => return other.map(|()| Published::New),
+                }
+            }
+            match swap(scandir, &staging, &target) {
+                Ok(()) => {
+                    // The old slot now sits under the staging name.
+                    if let Err(e) = scandir.remove_tree(report, &staging) {
+                        report.warn_err(&e);
+                    }
+                    return Ok(Published::Replaced);
+                }
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                    return replace_by_moving_aside(scandir, report, profile).map(|()| Published::Replaced);
+                }
+                Err(e) => return Err(SlotError::Sys(SysError::new("rename", scandir.child(&target), e))),
+            }
+        }
+        Err(SlotError::Sys(SysError::new(
+            "rename",
+            scandir.child(&target),
+            Errno::EAGAIN,
+        )))
+    })();
+    if result.is_err() {
+        let _ = scandir.remove_tree(report, &staging);
+    }
+    result
+}
+
+/// RP-12's fallback where the filesystem cannot exchange: the old slot is moved aside first, so the window
+/// without a slot is one rename long.
+fn replace_by_moving_aside(scandir: &Dir, report: &Report, profile: &str) -> Result<(), SlotError> {
+    if !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
+        report.warn(format_args!(
+            "RENAME_EXCHANGE is not supported in {}; replacing slots by moving the old one aside — continuing",
+            display_path(scandir.path())
+        ));
+    }
+    let old = old_name(profile);
+    let target = slot_name(profile);
+    scandir.remove_tree(report, &old)?;
+    rustix::fs::renameat(scandir.fd(), &target, scandir.fd(), &old)
+        .map_err(|e| SysError::new("rename", scandir.child(&target), e))?;
+    rename_noreplace(scandir, &staging_name(profile), &target)?;
+    if let Err(e) = scandir.remove_tree(report, &old) {
+        report.warn_err(&e);
+    }
+    Ok(())
+}
+
+/// Builds and publishes the slot of `spec` (RP-11, RP-12). In a dry run nothing is created; the plan is
+/// one `would publish slot …` line.
+pub fn install_slot(
+    scandir: &Dir,
+    report: &Report,
+    spec: &SlotSpec,
+    mode: Publish,
+) -> Result<Published, SlotError> {
+    install_slot_with(scandir, report, spec, mode, &exchange)
+}
+
+fn install_slot_with(
+    scandir: &Dir,
+    report: &Report,
+    spec: &SlotSpec,
+    mode: Publish,
+    swap: Exchange,
+) -> Result<Published, SlotError> {
+    let target = slot_name(spec.profile);
+    let exists = scandir.stat(&target)?.is_some();
+    if exists && mode == Publish::NoReplace {
+        return Err(SlotError::Exists);
+    }
+    if report.dry_run() {
+        let state = if spec.start { "up" } else { "down" };
+        let detail = if exists {
+            format!("({state}, replacing the existing slot)")
+        } else {
+            format!("({state})")
+        };
+        report.would("publish slot", &scandir.child(&target), detail);
+        return Ok(if exists {
+            Published::Replaced
+        } else {
+            Published::New
+        });
+    }
+    if let Err(e) = build_staging(scandir, report, spec) {
+        let _ = scandir.remove_tree(report, staging_name(spec.profile));
+        return Err(SlotError::Sys(e));
+    }
+    publish_staging(scandir, report, spec.profile, mode, swap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::root::RootPrefix;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    #[test]
+    fn run_script_for_default_and_named_profiles() {
+        assert_eq!(
+            render_run("default", false, "hermes"),
+            "#!/command/with-contenv sh\nset -e\nexport HOME=/opt/data\ncd /opt/data\n\
+             export HERMES_S6_SUPERVISED_CHILD=1\nexport HERMES_SUPERVISED_CHILD=1\n\
+             exec hermes gateway run --replace\n"
+        );
+        let named = render_run("coder", false, "hermes");
+        assert!(
+            named.ends_with("\nexec hermes -p coder gateway run --replace\n"),
+            "{named}"
+        );
+        let rooted = render_run("coder", true, "agent");
+        assert!(
+            rooted.ends_with("\nexec s6-setuidgid agent hermes -p coder gateway run --replace\n"),
+            "{rooted}"
+        );
+        assert!(!render_run("default", true, "hermes").contains("-p default"));
+        assert!(render_run("default", true, "hermes")
+            .ends_with("\nexec s6-setuidgid hermes hermes gateway run --replace\n"));
+    }
+
+    #[test]
+    fn scripts_are_lf_only_without_bom() {
+        for s in [
+            render_run("coder", true, "hermes"),
+            render_finish(),
+            render_log_run("coder", true, "hermes"),
+        ] {
+            assert!(!s.contains('\r'));
+            assert!(!s.starts_with('\u{feff}'));
+            assert!(s.starts_with("#!/command/with-contenv sh\n"));
+            assert!(s.ends_with('\n'));
+        }
+    }
+
+    #[test]
+    fn log_run_resolves_hermes_home_at_run_time() {
+        let user = render_log_run("coder", false, "hermes");
+        assert_eq!(
+            user,
+            "#!/command/with-contenv sh\nset -e\nHERMES_HOME=\"${HERMES_HOME:-/opt/data}\"\n\
+             dir=\"$HERMES_HOME/logs/gateways/coder\"\nmkdir -p \"$dir\"\nrm -f \"$dir/lock\"\n\
+             exec s6-log 1 n10 s1000000 T \"$dir\"\n"
+        );
+        assert!(!user.contains("/opt/data/logs"));
+        let root = render_log_run("default", true, "hermes");
+        assert!(
+            root.contains("\ns6-setuidgid hermes mkdir -p \"$dir\"\n"),
+            "{root}"
+        );
+        assert!(
+            root.contains("\ns6-setuidgid hermes rm -f \"$dir/lock\"\n"),
+            "{root}"
+        );
+        assert!(root.ends_with("\nexec s6-setuidgid hermes s6-log 1 n10 s1000000 T \"$dir\"\n"));
+        assert!(root.contains("$HERMES_HOME/logs/gateways/default"));
+        assert!(!root.contains("chown"));
+    }
+
+    /// Runs a rendered script with `sh` (the shebang's interpreter) and returns its exit code.
+    fn sh_exit(script: &str, arg: &str) -> i32 {
+        let body = script.trim_start_matches(SHEBANG);
+        std::process::Command::new("sh")
+            .args(["-c", body, "finish", arg])
+            .status()
+            .unwrap()
+            .code()
+            .unwrap()
+    }
+
+    #[test]
+    fn finish_stops_restarts_after_clean_stop_and_fatal_config() {
+        let f = render_finish();
+        assert_eq!(sh_exit(&f, "0"), 125);
+        assert_eq!(sh_exit(&f, "78"), 125);
+        assert_eq!(sh_exit(&f, "1"), 0);
+        assert_eq!(sh_exit(&f, "256"), 0);
+        assert_eq!(sh_exit(&f, "780"), 0);
+    }
+
+    #[test]
+    fn leftover_names() {
+        assert!(is_leftover_name(b".gateway-x.tmp"));
+        assert!(is_leftover_name(b".gateway-x.tmp.old"));
+        assert!(is_leftover_name(b".gateway-.tmp"));
+        assert!(!is_leftover_name(b"gateway-x"));
+        assert!(!is_leftover_name(b".gateway-x"));
+        assert!(!is_leftover_name(b".s6-svscan"));
+        assert!(!is_leftover_name(b".other-x.tmp"));
+    }
+
+    fn scandir(t: &tempfile::TempDir) -> Dir {
+        Dir::open_anchor(&RootPrefix::none(), t.path())
+            .unwrap()
+            .found()
+            .unwrap()
+    }
+    fn spec(profile: &str, start: bool) -> SlotSpec<'_> {
+        SlotSpec {
+            profile,
+            start,
+            owner: None,
+            runtime_user: "hermes",
+        }
+    }
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn slot_layout_and_modes_are_exact_whatever_the_umask() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let res = install_slot(&s, &r, &spec("coder", false), Publish::Replace);
+        nix::sys::stat::umask(old);
+        assert_eq!(res.unwrap(), Published::New);
+        let slot = t.path().join("gateway-coder");
+        let expect: [(&str, u32); 13] = [
+            ("", 0o755),
+            ("type", 0o644),
+            ("run", 0o755),
+            ("finish", 0o755),
+            ("down", 0o644),
+            ("event", 0o3730),
+            ("supervise", 0o755),
+            ("supervise/event", 0o3730),
+            ("supervise/control", 0o660),
+            ("log", 0o755),
+            ("log/run", 0o755),
+            ("log/event", 0o3730),
+            ("log/supervise/control", 0o660),
+        ];
+        for (rel, m) in expect {
+            assert_eq!(mode(&slot.join(rel)), m, "{rel}");
+        }
+        assert!(std::fs::symlink_metadata(slot.join("supervise/control"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert_eq!(std::fs::read(slot.join("type")).unwrap(), b"longrun\n");
+        assert_eq!(std::fs::read(slot.join("down")).unwrap(), b"");
+        assert!(!slot.join("log/down").exists());
+        let mut log_entries: Vec<_> = std::fs::read_dir(slot.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        log_entries.sort();
+        assert_eq!(log_entries, ["event", "run", "supervise"]);
+        let names: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [OsString::from("gateway-coder")], "no staging left behind");
+    }
+
+    #[test]
+    fn started_slot_has_no_down_file() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        install_slot(
+            &s,
+            &Report::reconcile(false),
+            &spec("default", true),
+            Publish::Replace,
+        )
+        .unwrap();
+        assert!(!t.path().join("gateway-default/down").exists());
+        // Without an explicit owner the scripts are the caller's: root's scripts drop explicitly.
+        let expect = if euid() == 0 {
+            "\nexec s6-setuidgid hermes hermes gateway run --replace\n"
+        } else {
+            "\nexec hermes gateway run --replace\n"
+        };
+        let run = std::fs::read_to_string(t.path().join("gateway-default/run")).unwrap();
+        assert!(run.ends_with(expect), "{run}");
+    }
+
+    #[test]
+    fn existing_slot_is_exchanged_and_old_tree_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        install_slot(&s, &r, &spec("coder", true), Publish::Replace).unwrap();
+        std::fs::write(t.path().join("gateway-coder/marker"), b"old").unwrap();
+        let ino_before = std::fs::metadata(t.path().join("gateway-coder")).unwrap().ino();
+        assert_eq!(
+            install_slot(&s, &r, &spec("coder", false), Publish::Replace).unwrap(),
+            Published::Replaced
+        );
+        assert!(t.path().join("gateway-coder/down").exists());
+        assert!(!t.path().join("gateway-coder/marker").exists());
+        assert_ne!(
+            std::fs::metadata(t.path().join("gateway-coder")).unwrap().ino(),
+            ino_before
+        );
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "old tree removed"
+        );
+        assert_eq!(r.warnings(), 0);
+    }
+
+    #[test]
+    fn exchange_fallback_moves_the_old_slot_aside_and_warns_once() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        let unsupported = |_: &Dir, _: &OsStr, _: &OsStr| Err(rustix::io::Errno::INVAL);
+        install_slot(&s, &r, &spec("a", true), Publish::Replace).unwrap();
+        install_slot(&s, &r, &spec("b", true), Publish::Replace).unwrap();
+        std::fs::write(t.path().join("gateway-a/marker"), b"old").unwrap();
+        FALLBACK_WARNED.store(false, Ordering::Relaxed);
+        for p in ["a", "b"] {
+            assert_eq!(
+                install_slot_with(&s, &r, &spec(p, false), Publish::Replace, &unsupported).unwrap(),
+                Published::Replaced
+            );
+        }
+        assert!(t.path().join("gateway-a/down").exists());
+        assert!(!t.path().join("gateway-a/marker").exists());
+        assert!(t.path().join("gateway-b/down").exists());
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            2,
+            "no .old or staging left"
+        );
+        assert_eq!(r.warnings(), 1, "the fallback is announced once");
+    }
+
+    #[test]
+    fn no_replace_refuses_any_existing_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        std::os::unix::fs::symlink("/nonexistent", t.path().join("gateway-x")).unwrap();
+        assert!(matches!(
+            install_slot(&s, &r, &spec("x", true), Publish::NoReplace),
+            Err(SlotError::Exists)
+        ));
+        assert!(t.path().join("gateway-x").is_symlink());
+        assert!(!t.path().join(".gateway-x.tmp").exists());
+    }
+
+    #[test]
+    fn stale_staging_is_replaced_and_failures_clean_up() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        std::fs::create_dir_all(t.path().join(".gateway-x.tmp/junk/deeper")).unwrap();
+        install_slot(&s, &r, &spec("x", true), Publish::NoReplace).unwrap();
+        assert!(!t.path().join("gateway-x/junk").exists());
+        assert!(!t.path().join(".gateway-x.tmp").exists());
+    }
+
+    #[test]
+    fn dry_run_creates_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(true);
+        assert_eq!(
+            install_slot(&s, &r, &spec("x", true), Publish::Replace).unwrap(),
+            Published::New
+        );
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+        assert_eq!(r.planned(), 1);
+    }
+}

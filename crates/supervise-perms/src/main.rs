@@ -1,3 +1,36 @@
-fn main() {
-    std::process::exit(0);
+//! `supervise-perms`: lets the runtime group control the static s6-rc services (SPEC section 3).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use boot_core::accounts::runtime_user_name;
+use boot_core::report::Report;
+use boot_core::root::RootPrefix;
+use boot_core::s6_perms::run_supervise_perms;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "supervise-perms",
+    version,
+    about = "Give the runtime user's group control of the static s6-rc services (owner stays root)"
+)]
+struct Cli {
+    /// Treat DIR as the filesystem root (default: $HERMES_BOOT_ROOT, else /)
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Runtime user (default: $HERMES_BOOT_USER, else hermes)
+    #[arg(long, value_name = "NAME")]
+    runtime_user: Option<String>,
+    /// Print what would change and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = RootPrefix::from_arg_or_env(cli.root);
+    let report = Report::supervise_perms(cli.dry_run);
+    let user = runtime_user_name(cli.runtime_user);
+    ExitCode::from(run_supervise_perms(&root, &report, &user))
 }

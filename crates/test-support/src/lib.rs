@@ -176,3 +176,125 @@ pub fn run_as(cmd: &mut Command, uid: u32, gid: u32) -> Run {
     cmd.uid(uid).gid(gid);
     run(cmd)
 }
+
+/// Real s6 for supervision tests: Debian's `s6` package. Tests that need it fail (never skip) when it is
+/// missing.
+pub mod s6 {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::TempRoot;
+
+    /// Where Debian installs the s6 tools.
+    pub const S6_BIN: &str = "/usr/bin";
+
+    /// The path of one s6 tool; panics when the `s6` package is not installed.
+    pub fn tool(name: &str) -> PathBuf {
+        let p = Path::new(S6_BIN).join(name);
+        assert!(p.exists(), "{} is missing: install Debian's s6 package (apt-get install -y s6)", p.display());
+        p
+    }
+
+    /// Provides `/command/s6-*` under the temp root as symlinks to the real tools (s6-overlay's layout,
+    /// which the programs use through the root prefix).
+    pub fn install_commands(root: &TempRoot) {
+        root.mkdir("/command");
+        for name in ["s6-svscanctl", "s6-svc", "s6-svwait", "s6-svok", "s6-svstat", "s6-setuidgid", "s6-log"] {
+            let target = tool(name);
+            let link = root.path(&format!("/command/{name}"));
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(target, link).expect("symlink s6 tool");
+            }
+        }
+    }
+
+    /// A running `s6-svscan`, stopped (with its supervisors and services) when dropped.
+    pub struct Svscan {
+        child: Child,
+        pub scandir: PathBuf,
+    }
+
+    impl Svscan {
+        /// Starts `s6-svscan <scandir>` as the current user (root in these tests) and waits until it
+        /// listens on its control FIFO.
+        pub fn start(scandir: &Path) -> Svscan {
+            let child = Command::new(tool("s6-svscan"))
+                .arg(scandir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start s6-svscan");
+            let s = Svscan { child, scandir: scandir.to_path_buf() };
+            let ctl = scandir.join(".s6-svscan/control");
+            wait_until(Duration::from_secs(10), || {
+                Command::new(tool("s6-svscanctl"))
+                    .arg("-a")
+                    .arg(scandir)
+                    .stderr(Stdio::null())
+                    .status()
+                    .map(|st| st.success())
+                    .unwrap_or(false)
+                    && ctl.exists()
+            });
+            s
+        }
+    }
+
+    impl Drop for Svscan {
+        fn drop(&mut self) {
+            // SIGTERM makes s6-svscan stop every supervisor (and so every service) before exiting.
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Polls `cond` every 20 ms; panics after `limit`.
+    #[track_caller]
+    pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !cond() {
+            assert!(Instant::now() < deadline, "condition not met within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs an s6 tool as `uid:gid` (no supplementary groups) and returns (exit code, stdout+stderr).
+    pub fn tool_as(uid: u32, gid: u32, name: &str, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+        let mut cmd = Command::new(tool(name));
+        cmd.args(args).stdin(Stdio::null()).env_clear();
+        let r = super::run_as(&mut cmd, uid, gid);
+        (r.code, r.all())
+    }
+
+    /// Whether an s6-supervise process started by the s6-svscan of `scandir` for the service `name` is
+    /// still running (matched by its argument and by its working directory lying in `scandir`).
+    pub fn supervisor_running(scandir: &Path, name: &str) -> bool {
+        let Ok(base) = std::fs::canonicalize(scandir) else {
+            return false;
+        };
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        rd.filter_map(|e| e.ok()).any(|e| {
+            let p = e.path();
+            let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            if comm.trim() != "s6-supervise" {
+                return false;
+            }
+            let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
+            let named = cmdline.split(|b| *b == 0).nth(1) == Some(name.as_bytes());
+            named && std::fs::read_link(p.join("cwd")).map(|c| c.starts_with(&base)).unwrap_or(false)
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! Runs the ownership walk (SPEC CM-08) on one path: `repair <path> <uid>:<gid> [--dry-run]`.
+//!
+//! A measuring aid for `cargo xtask bench`, which compares the walk alone with the programs that use it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use boot_core::guarded::{Dir, Entry};
+use boot_core::report::Report;
+use boot_core::root::RootPrefix;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(path), Some(owner)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: repair <path> <uid>:<gid> [--dry-run]");
+        return ExitCode::from(2);
+    };
+    let Some((u, g)) = owner
+        .split_once(':')
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+    else {
+        eprintln!("repair: bad owner {owner:?}");
+        return ExitCode::from(2);
+    };
+    let dry_run = args.iter().skip(2).any(|a| a == "--dry-run");
+    let path = Path::new(path);
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        eprintln!("repair: {} has no parent", path.display());
+        return ExitCode::from(2);
+    };
+    let dir = match Dir::open_anchor(&RootPrefix::none(), parent) {
+        Ok(Entry::Found(d)) => d,
+        Ok(other) => {
+            eprintln!("repair: {} is not a directory ({other:?})", parent.display());
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("repair: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = Report::stage2(dry_run);
+    let stats = boot_core::ownership::repair(&report, &dir, name, (u, g), u);
+    println!(
+        "checked {} changed {} warnings {}",
+        stats.checked,
+        stats.changed,
+        report.warnings()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,747 @@
+//! Tests of the ownership walk against the real kernel: they run as root and change owners for real.
+//!
+//! Scenarios whose log lines matter (or that need a private mount namespace or fewer capabilities) run the
+//! walk in a fresh process of this test binary, so its stdout can be read and nothing leaks into other tests.
+
+use super::*;
+use crate::guarded::Entry;
+use crate::root::RootPrefix;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+const U: (u32, u32) = (10000, 10000);
+
+fn require_root() {
+    if !rustix::process::geteuid().is_root() {
+        panic!("this test needs root (it changes owners for real); run the suite as root, as CI does");
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ownership-test.")
+        .tempdir()
+        .expect("tempdir")
+}
+
+fn anchor(p: &Path) -> Dir {
+    match Dir::open_anchor(&RootPrefix::none(), p).expect("open anchor") {
+        Entry::Found(d) => d,
+        other => panic!("anchor {} not a directory: {other:?}", p.display()),
+    }
+}
+
+/// Runs the walk in this process on `target` (whose parent is opened as the anchor).
+fn walk(target: &Path, dry: bool, opts: Options) -> (RepairStats, WalkDiag, u32) {
+    let parent = anchor(target.parent().expect("parent"));
+    let report = Report::stage2(dry);
+    let (stats, diag) = repair_with(&report, &parent, target.file_name().expect("name"), U, U.0, opts);
+    (stats, diag, report.warnings())
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+    (m.uid(), m.gid())
+}
+
+fn ctime(p: &Path) -> (i64, i64) {
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+    (m.ctime(), m.ctime_nsec())
+}
+
+fn lchown(p: &Path, o: (u32, u32)) {
+    std::os::unix::fs::lchown(p, Some(o.0), Some(o.1))
+        .unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
+}
+
+/// Every path below (and including) `root`, not following symlinks.
+fn all_paths(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+            for e in std::fs::read_dir(&p).expect("read_dir") {
+                out.push(e.expect("entry").path());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn mknod(p: &Path, kind: nix::sys::stat::SFlag, dev: u64) {
+    nix::sys::stat::mknod(p, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), dev)
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
+}
+
+/// A tree with one entry of every type, nested directories and a name that is not UTF-8, all root-owned.
+fn mixed_tree(t: &Path) -> PathBuf {
+    use nix::sys::stat::SFlag;
+    let h = t.join("data");
+    std::fs::create_dir_all(h.join("profiles/a/sessions")).unwrap();
+    std::fs::create_dir_all(h.join("logs")).unwrap();
+    std::fs::write(h.join("config.yaml"), b"x: 1\n").unwrap();
+    std::fs::write(h.join("profiles/a/sessions/s1.json"), b"{}").unwrap();
+    std::fs::write(h.join(OsStr::from_bytes(b"caf\xe9-\xff")), b"latin-1").unwrap();
+    std::fs::create_dir(h.join(OsStr::from_bytes(b"dir-\xfe"))).unwrap();
+    std::fs::write(h.join(OsStr::from_bytes(b"dir-\xfe/inner")), b"i").unwrap();
+    nix::unistd::mkfifo(
+        &h.join("logs/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    mknod(
+        &h.join("logs/null"),
+        SFlag::S_IFCHR,
+        nix::sys::stat::makedev(1, 3),
+    );
+    mknod(
+        &h.join("logs/blk"),
+        SFlag::S_IFBLK,
+        nix::sys::stat::makedev(7, 200),
+    );
+    let sock = std::os::unix::net::UnixListener::bind(h.join("logs/sock")).unwrap();
+    drop(sock);
+    std::os::unix::fs::symlink("profiles/a", h.join("link-in")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/dangling", h.join("dangling")).unwrap();
+    for p in all_paths(&h) {
+        lchown(&p, (0, 0));
+    }
+    h
+}
+
+// ---- child-process scenarios -------------------------------------------------------------------------
+
+const CHILD_TEST: &str = "OWNERSHIP_TEST_CHILD";
+const CHILD_TARGET: &str = "OWNERSHIP_TEST_TARGET";
+const CHILD_FLAGS: &str = "OWNERSHIP_TEST_FLAGS";
+
+/// What a child run printed.
+struct ChildRun {
+    stdout: String,
+    checked: u64,
+    changed: u64,
+    warnings: u32,
+}
+
+impl ChildRun {
+    fn lines_with(&self, needle: &str) -> Vec<&str> {
+        self.stdout.lines().filter(|l| l.contains(needle)).collect()
+    }
+}
+
+/// In the child process of test `test`, runs the scenario and exits; in the test itself, returns false.
+fn is_child(test: &str) -> bool {
+    if std::env::var(CHILD_TEST).ok().as_deref() != Some(test) {
+        return false;
+    }
+    child_main();
+}
+
+/// Runs test `test` of this binary again in a fresh process, which walks `target` as `flags` say.
+fn run_child(test: &str, target: &Path, flags: &str) -> ChildRun {
+    let full = format!("ownership::tests::{test}");
+    let out = Command::new(std::env::current_exe().expect("current_exe"))
+        .args([full.as_str(), "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(CHILD_TEST, test)
+        .env(CHILD_TARGET, target)
+        .env(CHILD_FLAGS, flags)
+        .output()
+        .expect("spawn test child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CHILD-STATS "))
+        .unwrap_or_else(|| panic!("no stats line in child output:\n{stdout}"));
+    let v: Vec<u64> = stats.split(' ').map(|x| x.parse().expect("number")).collect();
+    ChildRun {
+        checked: v[0],
+        changed: v[1],
+        warnings: v[2] as u32,
+        stdout,
+    }
+}
+
+/// The child side. Flags: `dry`, `nochown` (drop CAP_CHOWN), `openat` (no openat2), `progress` (progress
+/// line on every clock check), `tmpfs=REL` (mount a tmpfs at REL below the target, with a root-owned file
+/// `inner` in it), `bind=REL` (bind-mount the sibling directory `bindsrc` of the target at REL).
+fn child_main() -> ! {
+    use nix::mount::{mount, MsFlags};
+    let target = PathBuf::from(std::env::var_os(CHILD_TARGET).expect("target"));
+    let flags = std::env::var(CHILD_FLAGS).unwrap_or_default();
+    let mut opts = Options::default();
+    let mut dry = false;
+    let mut mounted = None;
+    for f in flags.split(',').filter(|f| !f.is_empty()) {
+        match f.split_once('=') {
+            None if f == "dry" => dry = true,
+            None if f == "openat" => opts.force_openat = true,
+            None if f == "progress" => opts.progress_every = Duration::ZERO,
+            None if f == "nochown" => {
+                let mut caps = rustix::thread::capabilities(None).expect("capget");
+                caps.effective.remove(rustix::thread::CapabilitySet::CHOWN);
+                rustix::thread::set_capabilities(None, caps).expect("capset");
+            }
+            Some((kind, rel)) => {
+                // A private mount namespace: the mount disappears with this process.
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .expect("make / private");
+                let at = target.join(rel);
+                if kind == "tmpfs" {
+                    mount(
+                        Some("tmpfs"),
+                        &at,
+                        Some("tmpfs"),
+                        MsFlags::empty(),
+                        Some("mode=0755"),
+                    )
+                    .expect("mount tmpfs");
+                    std::fs::write(at.join("inner"), b"on another fs").unwrap();
+                } else {
+                    let src = target.parent().unwrap().join("bindsrc");
+                    mount(Some(&src), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind mount");
+                }
+                mounted = Some(at);
+            }
+            _ => panic!("unknown child flag {f}"),
+        }
+    }
+    let parent = anchor(target.parent().expect("parent"));
+    let report = Report::stage2(dry);
+    let (stats, _) = repair_with(&report, &parent, target.file_name().expect("name"), U, U.0, opts);
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Some(at) = mounted {
+        let (u, g) = owner(&at);
+        let _ = writeln!(out, "CHILD-MOUNT {u}:{g}");
+        let inner = all_paths(&at)
+            .iter()
+            .skip(1)
+            .map(|p| owner(p))
+            .collect::<Vec<_>>();
+        let _ = writeln!(out, "CHILD-MOUNT-INNER {inner:?}");
+    }
+    let _ = writeln!(
+        out,
+        "CHILD-STATS {} {} {}",
+        stats.checked,
+        stats.changed,
+        report.warnings()
+    );
+    let _ = out.flush();
+    std::process::exit(0);
+}
+
+// ---- tests ---------------------------------------------------------------------------------------------
+
+#[test]
+fn repairs_every_entry_type_including_non_utf8_names() {
+    if is_child("repairs_every_entry_type_including_non_utf8_names") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = mixed_tree(t.path());
+    let paths = all_paths(&h);
+    let run = run_child("repairs_every_entry_type_including_non_utf8_names", &h, "");
+    for p in &paths {
+        assert_eq!(owner(p), U, "{}", p.display());
+    }
+    assert_eq!(run.checked, paths.len() as u64);
+    assert_eq!(run.changed, paths.len() as u64);
+    assert_eq!(run.warnings, 0, "{}", run.stdout);
+    let summary = format!(
+        "[stage2] Ownership of {}: {} entries checked, {} changed",
+        h.display(),
+        paths.len(),
+        paths.len()
+    );
+    assert!(run.stdout.lines().any(|l| l == summary), "{}", run.stdout);
+}
+
+#[test]
+fn already_right_tree_is_not_touched() {
+    require_root();
+    let t = tempdir();
+    let h = mixed_tree(t.path());
+    let (first, _, w) = walk(&h, false, Options::default());
+    assert_eq!(w, 0);
+    assert!(first.changed > 0);
+    let paths = all_paths(&h);
+    let before: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
+    std::thread::sleep(Duration::from_millis(20));
+    let (second, _, w) = walk(&h, false, Options::default());
+    assert_eq!(w, 0);
+    assert_eq!(
+        second,
+        RepairStats {
+            checked: paths.len() as u64,
+            changed: 0
+        }
+    );
+    let after: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
+    assert_eq!(
+        before, after,
+        "an entry that was already right had its inode rewritten"
+    );
+}
+
+#[test]
+fn gid_only_difference_is_repaired() {
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir(&h).unwrap();
+    std::fs::write(h.join("f"), b"x").unwrap();
+    lchown(&h, (U.0, 0));
+    lchown(&h.join("f"), (U.0, 0));
+    let (s, _, w) = walk(&h, false, Options::default());
+    assert_eq!((s.checked, s.changed, w), (2, 2, 0));
+    assert_eq!(owner(&h.join("f")), U);
+    assert_eq!(owner(&h), U);
+}
+
+#[test]
+fn symlinks_are_changed_themselves_and_never_followed() {
+    require_root();
+    let t = tempdir();
+    let outside = tempdir();
+    std::fs::write(outside.path().join("secret"), b"root only").unwrap();
+    std::fs::create_dir(outside.path().join("dir")).unwrap();
+    std::fs::write(outside.path().join("dir/f"), b"x").unwrap();
+    let h = t.path().join("data");
+    std::fs::create_dir(&h).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), h.join("to-file")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("dir"), h.join("to-dir")).unwrap();
+    let (s, _, w) = walk(&h, false, Options::default());
+    assert_eq!((s.checked, s.changed, w), (3, 3, 0));
+    assert_eq!(owner(&h.join("to-file")), U);
+    assert_eq!(owner(&h.join("to-dir")), U);
+    for p in all_paths(outside.path()) {
+        assert_eq!(owner(&p), (0, 0), "followed a symlink to {}", p.display());
+    }
+}
+
+#[test]
+fn symlinked_target_is_refused() {
+    if is_child("symlinked_target_is_refused") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let real = t.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("f"), b"x").unwrap();
+    let link = t.path().join("data");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let run = run_child("symlinked_target_is_refused", &link, "");
+    let want = format!(
+        "[stage2] Warning: refusing recursive chown through symlinked path {} — continuing",
+        link.display()
+    );
+    assert_eq!(run.lines_with("refusing"), vec![want.as_str()], "{}", run.stdout);
+    assert_eq!((run.checked, run.changed, run.warnings), (0, 0, 1));
+    assert_eq!(owner(&real), (0, 0));
+    assert_eq!(owner(&real.join("f")), (0, 0));
+    assert_eq!(owner(&link), (0, 0), "the refused link itself stays as it was");
+}
+
+#[test]
+fn absent_target_is_nothing_and_file_target_is_one_entry() {
+    require_root();
+    let t = tempdir();
+    let (s, _, w) = walk(&t.path().join("missing"), false, Options::default());
+    assert_eq!((s, w), (RepairStats::default(), 0));
+    let f = t.path().join("lone");
+    std::fs::write(&f, b"x").unwrap();
+    let (s, _, w) = walk(&f, false, Options::default());
+    assert_eq!((s.checked, s.changed, w), (1, 1, 0));
+    assert_eq!(owner(&f), U);
+}
+
+#[test]
+fn hard_link_to_foreign_file_is_refused() {
+    if is_child("hard_link_to_foreign_file_is_refused") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir(&h).unwrap();
+    let shadow = t.path().join("shadow");
+    std::fs::write(&shadow, b"root:*:").unwrap();
+    std::fs::hard_link(&shadow, h.join("innocent")).unwrap();
+    // A hard-linked file the user already owned (u0) is still repaired (here: its group).
+    std::fs::write(h.join("own"), b"x").unwrap();
+    std::fs::hard_link(h.join("own"), h.join("own2")).unwrap();
+    lchown(&h.join("own"), (U.0, 0));
+    let run = run_child("hard_link_to_foreign_file_is_refused", &h, "");
+    let want = format!(
+        "[stage2] Warning: refusing chown of hard-linked file {} (2 links) — continuing",
+        h.join("innocent").display()
+    );
+    assert_eq!(
+        run.lines_with("hard-linked"),
+        vec![want.as_str()],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(owner(&shadow), (0, 0));
+    assert_eq!(owner(&h.join("own")), U);
+    // h, own/own2 (one inode, changed once; the second name is already right) — the refusal is no change.
+    assert_eq!((run.checked, run.changed, run.warnings), (4, 2, 1));
+}
+
+#[test]
+fn pinned_path_without_protected_hardlinks_repairs_and_refuses_alike() {
+    require_root();
+    let t = tempdir();
+    let h = mixed_tree(t.path());
+    let shadow = t.path().join("shadow");
+    std::fs::write(&shadow, b"root:*:").unwrap();
+    std::fs::hard_link(&shadow, h.join("innocent")).unwrap();
+    let opts = Options {
+        force_openat: true,
+        protected_hardlinks: Some(false),
+        ..Options::default()
+    };
+    let (s, _, w) = walk(&h, false, opts);
+    assert_eq!(w, 1, "one hard-link refusal");
+    for p in all_paths(&h) {
+        let want = if p.ends_with("innocent") { (0, 0) } else { U };
+        assert_eq!(owner(&p), want, "{}", p.display());
+    }
+    assert_eq!(s.changed, s.checked - 1);
+}
+
+#[test]
+fn tmpfs_mounted_inside_is_not_entered() {
+    if is_child("tmpfs_mounted_inside_is_not_entered") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir_all(h.join("profiles/mnt")).unwrap();
+    std::fs::write(h.join("profiles/f"), b"x").unwrap();
+    let run = run_child("tmpfs_mounted_inside_is_not_entered", &h, "tmpfs=profiles/mnt");
+    let want = format!(
+        "[stage2] Skipping mount point {} (different filesystem)",
+        h.join("profiles/mnt").display()
+    );
+    assert_eq!(run.lines_with("Skipping"), vec![want.as_str()], "{}", run.stdout);
+    assert!(run.stdout.contains("CHILD-MOUNT 0:0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("CHILD-MOUNT-INNER [(0, 0)]"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(owner(&h.join("profiles/f")), U);
+    assert_eq!(owner(&h), U);
+    assert_eq!(run.warnings, 0);
+}
+
+#[test]
+fn bind_mount_of_same_filesystem_is_not_entered_without_openat2() {
+    if is_child("bind_mount_of_same_filesystem_is_not_entered_without_openat2") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir_all(h.join("cron/bound")).unwrap();
+    std::fs::create_dir(t.path().join("bindsrc")).unwrap();
+    std::fs::write(t.path().join("bindsrc/host-file"), b"x").unwrap();
+    for test_flags in ["bind=cron/bound,openat", "bind=cron/bound"] {
+        let run = run_child(
+            "bind_mount_of_same_filesystem_is_not_entered_without_openat2",
+            &h,
+            test_flags,
+        );
+        assert_eq!(
+            run.lines_with("Skipping mount point").len(),
+            1,
+            "{test_flags}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("CHILD-MOUNT-INNER [(0, 0)]"),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(owner(&t.path().join("bindsrc")), (0, 0));
+        assert_eq!(owner(&h.join("cron")), U);
+    }
+}
+
+#[test]
+fn deep_chain_is_repaired_with_at_most_64_descriptors() {
+    require_root();
+    const DEPTH: usize = 10_000;
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir(&h).unwrap();
+    // Paths this long exceed PATH_MAX: build and inspect the chain through descriptors.
+    let open = |dfd: BorrowedFd<'_>, name: &CStr| {
+        rustix::fs::openat(dfd, name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).expect("open level")
+    };
+    let mut fd = open(anchor(t.path()).fd(), c"data");
+    for i in 0..DEPTH {
+        rustix::fs::mkdirat(&fd, c"d", Mode::from_raw_mode(0o755)).expect("mkdir level");
+        if i % 1000 == 999 {
+            std::mem::drop(
+                rustix::fs::openat(
+                    &fd,
+                    c"f",
+                    OFlags::CREATE | OFlags::WRONLY,
+                    Mode::from_raw_mode(0o644),
+                )
+                .expect("create file"),
+            );
+        }
+        fd = open(fd.as_fd(), c"d");
+    }
+    let files = DEPTH / 1000;
+    let total = (1 + DEPTH + files) as u64;
+    for opts in [
+        Options::default(),
+        Options {
+            force_openat: true,
+            ..Options::default()
+        },
+    ] {
+        lchown(&h, (0, 0));
+        let (s, diag, w) = walk(&h, false, opts);
+        assert_eq!(w, 0);
+        assert!(
+            diag.max_fds_held <= MAX_DIR_FDS,
+            "held {} descriptors",
+            diag.max_fds_held
+        );
+        assert_eq!(s.checked, total);
+        let mut fd = open(anchor(t.path()).fd(), c"data");
+        let mut seen = 0;
+        loop {
+            let st = rustix::fs::fstat(&fd).unwrap();
+            assert_eq!((st.st_uid, st.st_gid), U);
+            if let Ok(f) = rustix::fs::statat(&fd, c"f", AtFlags::SYMLINK_NOFOLLOW) {
+                assert_eq!((f.st_uid, f.st_gid), U);
+                seen += 1;
+            }
+            match rustix::fs::openat(&fd, c"d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()) {
+                Ok(next) => fd = next,
+                Err(_) => break,
+            }
+        }
+        assert_eq!(seen, files);
+        // Everything but the target was already right in the second round.
+        if opts.force_openat {
+            assert_eq!(s.changed, 1);
+        } else {
+            assert_eq!(s.changed, total);
+        }
+    }
+    let (s, _, _) = walk(&h, false, Options::default());
+    assert_eq!(s.changed, 0);
+    let _ = Command::new("rm").arg("-rf").arg(&h).status();
+}
+
+#[test]
+fn released_ancestor_that_moved_abandons_the_walk() {
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    let mut p = h.clone();
+    for _ in 0..(MAX_DIR_FDS + 2) {
+        p.push("d");
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    let parent = anchor(t.path());
+    let report = Report::stage2(false);
+    let mut w = Walk::new(&report, &parent, OsStr::new("data"), U, U.0, Options::default());
+    // Walk down the chain the way `descend` does, then move a released ancestor away before coming back up.
+    let fd = w.open_dir(parent.fd(), c"data", false).unwrap();
+    w.held = 1;
+    let id = w.dir_id(&fd).unwrap();
+    w.path = h.as_os_str().as_bytes().to_vec();
+    w.push_frame(fd, id);
+    assert!(matches!(w.list_top(), Flow::Continue));
+    for _ in 0..(MAX_DIR_FDS + 2) {
+        let top = w.frames.last_mut().unwrap();
+        assert!(next_name(top, &mut w.name_buf));
+        assert!(matches!(w.enter_subdir(), Flow::Continue));
+    }
+    assert!(
+        w.frames[0].fd.is_none() && w.frames[1].fd.is_none(),
+        "outer levels released"
+    );
+    std::fs::rename(h.join("d"), t.path().join("moved")).unwrap();
+    std::fs::create_dir(h.join("d")).unwrap();
+    let mut flow = Flow::Continue;
+    while !w.frames.is_empty() {
+        flow = w.finish_top();
+        if let Flow::Abandon = flow {
+            break;
+        }
+    }
+    assert!(matches!(flow, Flow::Abandon));
+    assert_eq!(report.warnings(), 1);
+    assert_eq!(
+        owner(&h),
+        (0, 0),
+        "the abandoned target keeps its owner for the next boot"
+    );
+}
+
+#[test]
+fn entries_vanishing_during_the_walk_are_skipped_silently() {
+    require_root();
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let t = tempdir();
+    let h = t.path().join("data");
+    for i in 0..20 {
+        std::fs::create_dir_all(h.join(format!("s{i}"))).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let churn = {
+        let (h, stop, rounds) = (h.clone(), stop.clone(), rounds.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for i in 0..20 {
+                    let d = h.join(format!("s{i}"));
+                    let _ = std::fs::write(d.join("f"), b"x");
+                    let _ = std::fs::create_dir(d.join("sub"));
+                    let _ = std::fs::write(d.join("sub/g"), b"x");
+                    let _ = std::fs::remove_file(d.join("f"));
+                    let _ = std::fs::remove_dir_all(d.join("sub"));
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Vanished names the walk was told about but that are gone by the time it looks.
+    let parent = anchor(t.path());
+    let report = Report::stage2(false);
+    let mut w = Walk::new(&report, &parent, OsStr::new("data"), U, U.0, Options::default());
+    let fd = w.open_dir(parent.fd(), c"data", false).unwrap();
+    let mut subdirs = Vec::new();
+    assert!(matches!(
+        w.entry(fd.as_fd(), c"gone-file", &mut subdirs),
+        Flow::Continue
+    ));
+    let id = w.dir_id(&fd).unwrap();
+    w.held = 1;
+    w.push_frame(fd, id);
+    w.frames[0].subdirs.extend_from_slice(b"gone-dir\0");
+    w.descend();
+    assert_eq!(report.warnings(), 0);
+    assert_eq!(w.stats.checked, 0);
+    // Walk while the tree changes under us, for at least 50 rounds of churn.
+    let mut walks = 0;
+    while walks < 30 || rounds.load(Ordering::Relaxed) < 50 {
+        let (_, _, warnings) = walk(&h, false, Options::default());
+        assert_eq!(warnings, 0);
+        walks += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+}
+
+#[test]
+fn dry_run_prints_would_lines_and_changes_nothing() {
+    if is_child("dry_run_prints_would_lines_and_changes_nothing") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = mixed_tree(t.path());
+    let paths = all_paths(&h);
+    let before: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
+    let run = run_child("dry_run_prints_would_lines_and_changes_nothing", &h, "dry");
+    assert_eq!(
+        run.lines_with("would chown ").len(),
+        paths.len(),
+        "{}",
+        run.stdout
+    );
+    let line = format!(
+        "would chown {} 0:0 -> 10000:10000",
+        h.join("config.yaml").display()
+    );
+    assert!(run.stdout.lines().any(|l| l == line), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("would chown ") && run.stdout.contains("\\xe9-\\xff"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("Ownership of"), "{}", run.stdout);
+    assert_eq!(run.changed, paths.len() as u64);
+    let after: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
+    assert_eq!(before, after);
+    for p in &paths {
+        assert_eq!(owner(p), (0, 0));
+    }
+}
+
+#[test]
+fn chown_refused_ends_the_walk_with_one_warning() {
+    if is_child("chown_refused_ends_the_walk_with_one_warning") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = mixed_tree(t.path());
+    let run = run_child("chown_refused_ends_the_walk_with_one_warning", &h, "nochown");
+    let lines = run.lines_with("Warning:");
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert!(lines[0].starts_with("[stage2] Warning: chown "), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(
+            ": EPERM (Operation not permitted) (rootless container or read-only volume?) — continuing"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert_eq!((run.changed, run.warnings), (0, 1));
+    assert!(!run.stdout.contains("Ownership of"), "{}", run.stdout);
+    for p in all_paths(&h) {
+        assert_eq!(owner(&p), (0, 0));
+    }
+}
+
+#[test]
+fn long_walk_prints_progress_lines() {
+    if is_child("long_walk_prints_progress_lines") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir(&h).unwrap();
+    for i in 0..600 {
+        std::fs::write(h.join(format!("f{i}")), b"").unwrap();
+    }
+    let run = run_child("long_walk_prints_progress_lines", &h, "progress");
+    let progress = run.lines_with("changed so far; still working");
+    assert!(progress.len() >= 2, "{}", run.stdout);
+    assert!(progress[0].starts_with(&format!("[stage2] Ownership of {}: ", h.display())));
+    assert_eq!(run.changed, 601);
+}

@@ -1,0 +1,795 @@
+//! `reconcile-profiles` (SPEC section 4): at boot, one gateway slot per profile in the s6 scan directory,
+//! started when the profile's gateway was running before the container stopped; at run time, registering
+//! and unregistering one profile's slot while s6-svscan runs.
+//!
+//! Each step reads as its requirement, in SPEC order. System effects go through [`Dir`] and
+//! [`crate::s6_slot`], which are dry-run aware, so `--dry-run` follows the same path and only prints.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::{FileType, Mode, OFlags};
+
+use crate::accounts::{lookup, Account};
+use crate::atomic::{create_exclusive, Created};
+use crate::error::SysError;
+use crate::gateway_state::{
+    display_prior, is_running, read_prior_exit, read_prior_state, PriorExit, PriorState, STATE_FILE,
+};
+use crate::guarded::{euid, gid, uid, Dir, Entry};
+use crate::profiles::{
+    is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
+    truthy_t2, validate_profile_name, DEFAULT_PROFILE,
+};
+use crate::report::{display_path, Report};
+use crate::root::RootPrefix;
+use crate::s6_command::run_tool;
+use crate::s6_slot::{install_slot, is_leftover_name, old_name, slot_name, Publish, SlotError, SlotSpec};
+
+pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
+pub const DEFAULT_SCANDIR: &str = "/run/service";
+pub const ENV_HOME: &str = "HERMES_HOME";
+pub const DEFAULT_HOME: &str = "/opt/data";
+pub const ENV_MULTIPLEX: &str = "GATEWAY_MULTIPLEX_PROFILES";
+pub const ENV_NO_SUPERVISE: &str = "HERMES_GATEWAY_NO_SUPERVISE";
+
+/// Boot log rotation threshold (RP-16).
+pub const BOOT_LOG_ROTATE_AT: u64 = 262_144;
+const BOOT_LOG: &str = "container-boot.log";
+const BOOT_LOG_OLD: &str = "container-boot.log.1";
+/// Runtime files a previous container left behind (RP-08).
+const STALE_FILES: [&str; 2] = ["gateway.pid", "processes.json"];
+
+/// Where things are, from the environment (in-container paths).
+#[derive(Debug, Clone)]
+pub struct Places {
+    pub scandir: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Places {
+    pub fn from_env() -> Places {
+        let pick = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Places {
+            scandir: pick(ENV_SCANDIR, DEFAULT_SCANDIR),
+            home: pick(ENV_HOME, DEFAULT_HOME),
+        }
+    }
+}
+
+/// `reconcile: error: <msg>` on stderr (the runtime commands' fatal lines).
+fn error_line(msg: impl std::fmt::Display) {
+    let line = format!("reconcile: error: {msg}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
+    match lookup(root, user) {
+        Ok(Some(a)) => Some(a),
+        Ok(None) => {
+            error_line(format_args!("runtime user {user} not found in /etc/passwd"));
+            None
+        }
+        Err(e) => {
+            error_line(&e);
+            None
+        }
+    }
+}
+
+/// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
+fn owner_for(account: &Account) -> Option<(u32, u32)> {
+    (euid() == 0).then_some((account.uid, account.gid))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Boot mode
+
+/// One published slot, for the report (RP-17) and the boot log (RP-16).
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub profile: String,
+    pub prior: Option<PriorState>,
+    pub started: bool,
+    pub prior_exit: PriorExit,
+}
+
+impl Action {
+    fn verb(&self) -> &'static str {
+        if self.started {
+            "started"
+        } else {
+            "registered"
+        }
+    }
+}
+
+/// Boot mode (RP-01 … RP-17); returns the exit code.
+pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places) -> u8 {
+    let Some(account) = resolve_user(root, user) else {
+        return 1;
+    };
+    let owner = owner_for(&account);
+    let scandir = prepare_scandir(root, report, &places.scandir, owner);
+
+    let argv = read_container_argv(root);
+    if is_dashboard_container(&argv) {
+        report.info("skipping (dashboard container — does not need per-profile gateways)");
+        return 0;
+    }
+
+    let home = open_home(root, report, &places.home);
+    let multiplex = multiplex_flag(std::env::var_os(ENV_MULTIPLEX).as_deref(), home.as_ref(), report);
+    let migrated = home.as_ref().is_some_and(|h| {
+        migrate_legacy_gateway_run(
+            h,
+            report,
+            &argv,
+            std::env::var_os(ENV_NO_SUPERVISE).as_deref(),
+            owner,
+        )
+    });
+
+    let mut actions = Vec::new();
+    // RP-08: the root profile, always.
+    let prior = if migrated {
+        Some(PriorState::Text("running".to_string()))
+    } else {
+        home.as_ref().and_then(|h| read_prior_state(h, report))
+    };
+    let prior_exit = home.as_ref().map(read_prior_exit).unwrap_or(PriorExit::Unknown);
+    if let Some(h) = &home {
+        remove_stale_runtime_files(h, report);
+    }
+    let started = is_running(&prior);
+    let default = Action {
+        profile: DEFAULT_PROFILE.to_string(),
+        prior,
+        started,
+        prior_exit,
+    };
+    if publish(scandir.as_ref(), report, &default, owner, &account.name) {
+        actions.push(default);
+    }
+
+    // RP-09: named profiles.
+    if let Some(h) = &home {
+        for p in list_profiles(h, report) {
+            let prior = read_prior_state(&p.dir, report);
+            let action = Action {
+                started: !multiplex && is_running(&prior),
+                prior,
+                prior_exit: read_prior_exit(&p.dir),
+                profile: p.name,
+            };
+            remove_stale_runtime_files(&p.dir, report);
+            if publish(scandir.as_ref(), report, &action, owner, &account.name) {
+                actions.push(action);
+            }
+        }
+        append_boot_log(h, report, &actions, owner);
+    }
+    0
+}
+
+/// RP-01: sweep leftovers of interrupted builds, then hand the scan directory and s6-svscan's control
+/// FIFO and lock to the runtime user (B15: it registers slots at run time).
+fn prepare_scandir(
+    root: &RootPrefix,
+    report: &Report,
+    path: &Path,
+    owner: Option<(u32, u32)>,
+) -> Option<Dir> {
+    let scandir = match Dir::open_anchor(root, path) {
+        Ok(Entry::Found(d)) => d,
+        Ok(Entry::Symlink) => {
+            report.warn_refusing("prepare", path);
+            return None;
+        }
+        Ok(Entry::Missing) => {
+            report.warn_err(&SysError::new("open", path, nix::errno::Errno::ENOENT));
+            return None;
+        }
+        Ok(Entry::Other(_)) => {
+            report.warn_err(&SysError::new("open", path, nix::errno::Errno::ENOTDIR));
+            return None;
+        }
+        Err(e) => {
+            report.warn_err(&e);
+            return None;
+        }
+    };
+    match scandir.list() {
+        Ok(entries) => {
+            for (name, _) in entries {
+                if is_leftover_name(name.as_bytes()) {
+                    if let Err(e) = scandir.remove_tree(report, &name) {
+                        report.warn_err(&e);
+                    }
+                }
+            }
+        }
+        Err(e) => report.warn_err(&e),
+    }
+    if let Some(owner) = owner {
+        if let Err(e) = scandir.chown_self(report, owner) {
+            report.warn_err(&e);
+        }
+        match scandir.subdir(".s6-svscan") {
+            Ok(Entry::Found(ctl)) => {
+                for name in ["control", "lock"] {
+                    let result = ctl.stat(name).and_then(|m| match m {
+                        Some(m) => ctl.chown_entry(report, OsStr::new(name), &m, owner, owner.0),
+                        None => Ok(false),
+                    });
+                    if let Err(e) = result {
+                        report.warn_err(&e);
+                    }
+                }
+            }
+            Ok(Entry::Symlink) => report.warn_refusing("chown", &scandir.child(".s6-svscan")),
+            Ok(_) => {}
+            Err(e) => report.warn_err(&e),
+        }
+    }
+    Some(scandir)
+}
+
+fn open_home(root: &RootPrefix, report: &Report, path: &Path) -> Option<Dir> {
+    match Dir::open_anchor(root, path) {
+        Ok(Entry::Found(d)) => Some(d),
+        Ok(Entry::Symlink) => {
+            report.warn_refusing("reconcile", path);
+            None
+        }
+        Ok(Entry::Missing) => {
+            report.warn_err(&SysError::new("open", path, nix::errno::Errno::ENOENT));
+            None
+        }
+        Ok(Entry::Other(_)) => {
+            report.warn_err(&SysError::new("open", path, nix::errno::Errno::ENOTDIR));
+            None
+        }
+        Err(e) => {
+            report.warn_err(&e);
+            None
+        }
+    }
+}
+
+/// RP-05: a container started with the legacy `gateway run` command wants its gateway supervised and
+/// running. Returns whether the migration applies (the default slot then starts).
+fn migrate_legacy_gateway_run(
+    home: &Dir,
+    report: &Report,
+    argv: &[Vec<u8>],
+    no_supervise: Option<&OsStr>,
+    owner: Option<(u32, u32)>,
+) -> bool {
+    if truthy_t2(no_supervise) || !is_legacy_gateway_run(argv) {
+        return false;
+    }
+    match home.stat(STATE_FILE) {
+        Ok(None) => {}
+        Ok(Some(_)) => return false,
+        Err(e) => {
+            report.warn_err(&e);
+            return false;
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let content = format!(
+        "{{\"gateway_state\":\"running\",\"desired_state\":\"running\",\"timestamp\":{now},\"migrated_from\":\"legacy-container-cmd\"}}\n"
+    );
+    match create_exclusive(
+        home,
+        report,
+        OsStr::new(STATE_FILE),
+        content.as_bytes(),
+        0o644,
+        owner,
+    ) {
+        Ok(Created::Created) => true,
+        // Written meanwhile by someone else: that file is the truth.
+        Ok(Created::Existed) => false,
+        Err(e) => {
+            report.warn_err(&e);
+            true
+        }
+    }
+}
+
+/// RP-08: `gateway.pid` and `processes.json` of a previous container describe processes that are gone.
+fn remove_stale_runtime_files(dir: &Dir, report: &Report) {
+    for name in STALE_FILES {
+        if let Err(e) = dir.unlink(report, name) {
+            report.warn_err(&e);
+        }
+    }
+}
+
+/// Publishes one boot-mode slot and prints its RP-17 line; false when it could not be published.
+fn publish(
+    scandir: Option<&Dir>,
+    report: &Report,
+    action: &Action,
+    owner: Option<(u32, u32)>,
+    user: &str,
+) -> bool {
+    let Some(scandir) = scandir else {
+        return false;
+    };
+    let spec = SlotSpec {
+        profile: &action.profile,
+        start: action.started,
+        owner,
+        runtime_user: user,
+    };
+    match install_slot(scandir, report, &spec, Publish::Replace) {
+        Ok(_) => {
+            report.info(format_args!(
+                "profile={} prior_state={} action={}",
+                action.profile,
+                display_prior(&action.prior),
+                action.verb()
+            ));
+            true
+        }
+        Err(SlotError::Exists) => false,
+        Err(SlotError::Sys(e)) => {
+            report.warn_err(&e);
+            false
+        }
+    }
+}
+
+/// Local time as `YYYY-MM-DDTHH:MM:SS±hhmm`.
+pub fn local_timestamp(epoch: i64) -> String {
+    // SAFETY: `localtime_r` reads the `time_t` it is given and writes only into the `tm` owned by this
+    // frame; it keeps no pointer past the call. (glibc's initialises the time zone from TZ or
+    // /etc/localtime on first use.) No safe wrapper exists in nix or rustix.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let t: libc::time_t = epoch as libc::time_t;
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            None
+        } else {
+            Some(tm)
+        }
+    };
+    let Some(tm) = tm else {
+        return format!("@{epoch}");
+    };
+    let off = tm.tm_gmtoff;
+    let sign = if off < 0 { '-' } else { '+' };
+    let off = off.unsigned_abs();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}{:02}",
+        tm.tm_year as i64 + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        off / 3600,
+        (off % 3600) / 60
+    )
+}
+
+/// The RP-16 lines for a set of actions, all with the same timestamp.
+pub fn boot_log_lines(actions: &[Action], timestamp: &str) -> String {
+    let mut out = String::new();
+    for a in actions {
+        out.push_str(&format!(
+            "{timestamp} profile={} prior_state={} action={} prior_exit={}\n",
+            a.profile,
+            display_prior(&a.prior),
+            a.verb(),
+            a.prior_exit.label()
+        ));
+    }
+    out
+}
+
+/// Opens `name` in `dir` for appending without following a symlink, creating it 0644 with `owner`.
+/// `Ok(None)` after a symlink was refused.
+fn open_log(
+    dir: &Dir,
+    report: &Report,
+    name: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<Option<std::fs::File>, SysError> {
+    let path = dir.child(name);
+    let base = OFlags::WRONLY
+        | OFlags::APPEND
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NONBLOCK
+        | OFlags::NOCTTY;
+    let fd = match rustix::fs::openat(dir.fd(), name, base, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => {
+            let fd = rustix::fs::openat(
+                dir.fd(),
+                name,
+                base | OFlags::CREATE | OFlags::EXCL,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| SysError::new("create", &path, e))?;
+            if let Some((u, g)) = owner {
+                rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
+                    .map_err(|e| SysError::new("chown", &path, e))?;
+            }
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
+                .map_err(|e| SysError::new("chmod", &path, e))?;
+            fd
+        }
+        Err(rustix::io::Errno::LOOP) => {
+            report.warn_refusing("write", &path);
+            return Ok(None);
+        }
+        Err(e) => return Err(SysError::new("open", &path, e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", &path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(SysError::new("open", &path, nix::errno::Errno::EINVAL));
+    }
+    Ok(Some(std::fs::File::from(fd)))
+}
+
+/// RP-16: one append write of all lines to `H/logs/container-boot.log`, rotated at 256 KiB.
+fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], owner: Option<(u32, u32)>) {
+    if actions.is_empty() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let text = boot_log_lines(actions, &local_timestamp(now));
+    let logs = match home.make_path(report, Path::new("logs"), 0o755, owner) {
+        Ok((Entry::Found(d), _)) => d,
+        Ok((Entry::Symlink, at)) => {
+            report.warn_refusing("write", &at);
+            return;
+        }
+        Ok((Entry::Missing, _)) if report.dry_run() => {
+            report.would(
+                "append",
+                &home.child("logs").join(BOOT_LOG),
+                format_args!("({} lines)", actions.len()),
+            );
+            return;
+        }
+        Ok((_, at)) => {
+            report.warn_err(&SysError::new("mkdir", at, nix::errno::Errno::ENOTDIR));
+            return;
+        }
+        Err(e) => {
+            report.warn_err(&e);
+            return;
+        }
+    };
+    let path = logs.child(BOOT_LOG);
+    if report.dry_run() {
+        match logs.stat(BOOT_LOG) {
+            Ok(Some(m)) if m.is_symlink() => report.warn_refusing("write", &path),
+            Ok(m) => {
+                if m.is_some_and(|m| m.size >= BOOT_LOG_ROTATE_AT) {
+                    report.would("rotate", &path, format_args!("to {BOOT_LOG_OLD}"));
+                }
+                report.would("append", &path, format_args!("({} lines)", actions.len()));
+            }
+            Err(e) => report.warn_err(&e),
+        }
+        return;
+    }
+    let result = (|| -> Result<(), SysError> {
+        let Some(mut file) = open_log(&logs, report, BOOT_LOG, owner)? else {
+            return Ok(());
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size >= BOOT_LOG_ROTATE_AT {
+            match rustix::fs::renameat(logs.fd(), BOOT_LOG, logs.fd(), BOOT_LOG_OLD) {
+                Ok(()) => {
+                    let Some(fresh) = open_log(&logs, report, BOOT_LOG, owner)? else {
+                        return Ok(());
+                    };
+                    file = fresh;
+                }
+                Err(e) => report.warn_err(&SysError::new("rotate", &path, e)),
+            }
+        }
+        file.write_all(text.as_bytes())
+            .map_err(|e| SysError::new("write", &path, e))
+    })();
+    if let Err(e) = result {
+        report.warn_err(&e);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runtime registration (RP-18, RP-19)
+
+const SVSCANCTL_LIMIT: Duration = Duration::from_secs(5);
+const SVC_LIMIT: Duration = Duration::from_secs(5);
+const SVWAIT_LIMIT: Duration = Duration::from_secs(15);
+const SVOK_POLL: Duration = Duration::from_millis(50);
+const SVOK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Validates a profile name given on the command line; prints the error and returns `None` when invalid.
+fn validated(profile: &OsStr) -> Option<String> {
+    match validate_profile_name(profile.as_bytes()) {
+        Ok(()) => Some(String::from_utf8_lossy(profile.as_bytes()).into_owned()),
+        Err(msg) => {
+            error_line(msg);
+            None
+        }
+    }
+}
+
+fn open_scandir(root: &RootPrefix, path: &Path) -> Result<Option<Dir>, String> {
+    match Dir::open_anchor(root, path) {
+        Ok(Entry::Found(d)) => Ok(Some(d)),
+        Ok(Entry::Missing) => Ok(None),
+        Ok(Entry::Symlink) => Err(format!(
+            "refusing to use symlinked scan directory {}",
+            display_path(path)
+        )),
+        Ok(Entry::Other(_)) => Err(SysError::new("open", path, nix::errno::Errno::ENOTDIR).to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The host path of a scandir entry, for the s6 tools (which run on the real filesystem).
+fn host(root: &RootPrefix, p: &Path) -> OsString {
+    root.path(p).into_os_string()
+}
+
+/// RP-18 `register <profile> [--down]`; returns the exit code (0, 1, 2 or 3).
+pub fn run_register(
+    root: &RootPrefix,
+    report: &Report,
+    user: &str,
+    places: &Places,
+    profile: &OsStr,
+    down: bool,
+) -> u8 {
+    let Some(profile) = validated(profile) else {
+        return 2;
+    };
+    let Some(account) = resolve_user(root, user) else {
+        return 1;
+    };
+    let scandir = match open_scandir(root, &places.scandir) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            error_line(SysError::new("open", &places.scandir, nix::errno::Errno::ENOENT));
+            return 1;
+        }
+        Err(msg) => {
+            error_line(msg);
+            return 1;
+        }
+    };
+    let slot = scandir.child(slot_name(&profile));
+    let already = || {
+        error_line(format_args!(
+            "profile gateway '{profile}' already registered at {}",
+            display_path(&slot)
+        ))
+    };
+    let spec = SlotSpec {
+        profile: &profile,
+        start: !down,
+        owner: owner_for(&account),
+        runtime_user: &account.name,
+    };
+    match install_slot(&scandir, report, &spec, Publish::NoReplace) {
+        Ok(_) => {}
+        Err(SlotError::Exists) => {
+            already();
+            return 3;
+        }
+        Err(SlotError::Sys(e)) => {
+            error_line(e);
+            return 1;
+        }
+    }
+    let state = if down { "down" } else { "up" };
+    if report.dry_run() {
+        report.would(
+            "run",
+            Path::new("/command/s6-svscanctl"),
+            format_args!("-a {}", display_path(&places.scandir)),
+        );
+        return 0;
+    }
+    let scan = host(root, &places.scandir);
+    let r = run_tool(root, "s6-svscanctl", &[OsStr::new("-a"), &scan], SVSCANCTL_LIMIT);
+    if !r.success() {
+        let _ = scandir.remove_tree(report, slot_name(&profile));
+        error_line(format_args!("s6-svscanctl failed: {}", r.describe()));
+        return 1;
+    }
+    report.info(format_args!("registered gateway-{profile} ({state})"));
+    0
+}
+
+fn warn_tool(report: &Report, what: &str, r: &crate::s6_command::ToolResult) {
+    report.warn(format_args!("{what} failed: {} — continuing", r.describe()));
+}
+
+/// RP-19 `unregister <profile>`; returns the exit code (0, 1 or 2).
+pub fn run_unregister(root: &RootPrefix, report: &Report, places: &Places, profile: &OsStr) -> u8 {
+    let Some(profile) = validated(profile) else {
+        return 2;
+    };
+    let scandir = match open_scandir(root, &places.scandir) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            report.info(format_args!("gateway-{profile} is not registered"));
+            return 0;
+        }
+        Err(msg) => {
+            error_line(msg);
+            return 1;
+        }
+    };
+    let name = slot_name(&profile);
+    let old = old_name(&profile);
+    let slot_path = scandir.child(&name);
+    let old_path = scandir.child(&old);
+    let meta = match scandir.stat(&name) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            report.info(format_args!("gateway-{profile} is not registered"));
+            return 0;
+        }
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    // The s6 tools resolve paths by name: only a real directory is handed to them, never a symlink the
+    // runtime user planted in the scan directory.
+    let supervised_dir = meta.is_dir();
+    if report.dry_run() {
+        if supervised_dir {
+            report.would(
+                "run",
+                Path::new("/command/s6-svc"),
+                format_args!("-d {}", display_path(&slot_path)),
+            );
+            report.would(
+                "run",
+                Path::new("/command/s6-svwait"),
+                format_args!("-D -t 10000 {}", display_path(&slot_path)),
+            );
+        }
+        report.would(
+            "rename",
+            &slot_path,
+            format_args!("to {}", display_path(&old_path)),
+        );
+        report.would(
+            "run",
+            Path::new("/command/s6-svscanctl"),
+            format_args!("-an {}", display_path(&places.scandir)),
+        );
+        report.would("remove", &old_path, "");
+        return 0;
+    }
+    let slot_host = host(root, &slot_path);
+    if supervised_dir {
+        let r = run_tool(root, "s6-svc", &[OsStr::new("-d"), &slot_host], SVC_LIMIT);
+        if !r.success() {
+            warn_tool(report, &format!("s6-svc -d {}", display_path(&slot_path)), &r);
+        }
+        let r = run_tool(
+            root,
+            "s6-svwait",
+            &[
+                OsStr::new("-D"),
+                OsStr::new("-t"),
+                OsStr::new("10000"),
+                &slot_host,
+            ],
+            SVWAIT_LIMIT,
+        );
+        if !r.success() {
+            warn_tool(report, &format!("s6-svwait -D {}", display_path(&slot_path)), &r);
+        }
+    }
+    // Out of the scan's sight before anything is removed, so no rescan can supervise a partial slot.
+    if let Err(e) = scandir.remove_tree(report, &old) {
+        error_line(e);
+        return 1;
+    }
+    if let Err(e) = rustix::fs::renameat(scandir.fd(), &name, scandir.fd(), &old) {
+        error_line(SysError::new("rename", &slot_path, e));
+        return 1;
+    }
+    let scan = host(root, &places.scandir);
+    let r = run_tool(root, "s6-svscanctl", &[OsStr::new("-an"), &scan], SVSCANCTL_LIMIT);
+    if !r.success() {
+        warn_tool(
+            report,
+            &format!("s6-svscanctl -an {}", display_path(&places.scandir)),
+            &r,
+        );
+    }
+    if supervised_dir {
+        let old_host = host(root, &old_path);
+        let deadline = std::time::Instant::now() + SVOK_LIMIT;
+        loop {
+            // s6-svok: 0 supervised, 1 not supervised, anything else an error.
+            let r = run_tool(root, "s6-svok", &[&old_host], SVOK_LIMIT);
+            if r.code() == Some(1) {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                report.warn(format_args!(
+                    "s6-supervise of {} did not exit within 5 s — continuing",
+                    display_path(&old_path)
+                ));
+                break;
+            }
+            std::thread::sleep(SVOK_POLL);
+        }
+    }
+    if let Err(e) = scandir.remove_tree(report, &old) {
+        error_line(e);
+        return 1;
+    }
+    report.info(format_args!("unregistered gateway-{profile}"));
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_shape() {
+        let ts = local_timestamp(1_700_000_000);
+        assert_eq!(ts.len(), 24, "{ts}");
+        let b = ts.as_bytes();
+        assert_eq!((b[4], b[7], b[10], b[13], b[16]), (b'-', b'-', b'T', b':', b':'));
+        assert!(b[19] == b'+' || b[19] == b'-', "{ts}");
+    }
+
+    #[test]
+    fn log_lines_share_one_timestamp() {
+        let actions = vec![
+            Action {
+                profile: "default".into(),
+                prior: Some(PriorState::Text("running".into())),
+                started: true,
+                prior_exit: PriorExit::Unclean,
+            },
+            Action {
+                profile: "coder".into(),
+                prior: None,
+                started: false,
+                prior_exit: PriorExit::Unknown,
+            },
+        ];
+        assert_eq!(
+            boot_log_lines(&actions, "2026-01-02T03:04:05+0000"),
+            "2026-01-02T03:04:05+0000 profile=default prior_state=running action=started prior_exit=unclean\n\
+             2026-01-02T03:04:05+0000 profile=coder prior_state=None action=registered prior_exit=unknown\n"
+        );
+    }
+}

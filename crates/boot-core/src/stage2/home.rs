@@ -1,0 +1,111 @@
+//! `$HERMES_HOME` itself (S2-04) and the `mkdir -p` of image paths the later steps share.
+
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use rustix::fs::{Mode, OFlags};
+
+use crate::error::{errno_text, SysError, SysResult};
+use crate::guarded::{Dir, Entry};
+use crate::report::{display_path, Report};
+use crate::root::RootPrefix;
+
+pub const DEFAULT_HOME: &str = "/opt/data";
+
+/// H: `HERMES_HOME`, or `/opt/data` when unset or empty.
+pub fn home_path() -> PathBuf {
+    std::env::var_os("HERMES_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
+}
+
+/// S2-04. Creates H like `mkdir -p` as the current user and opens it without following a symlink.
+/// `Err(())` after printing the fatal error. `Ok((H, None))` when H is a symlink (warned) or, in a dry
+/// run, does not exist yet.
+pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<Dir>), ()> {
+    let home = home_path();
+    let fatal = |e: Errno| {
+        report.error(format_args!(
+            "cannot create HERMES_HOME {}: {}",
+            display_path(&home),
+            errno_text(e)
+        ));
+    };
+    if !home.is_absolute() {
+        fatal(Errno::EINVAL);
+        return Err(());
+    }
+    let planned = match make_image_dirs(root, report, &home) {
+        Ok(planned) => planned,
+        Err(e) => {
+            fatal(e.errno);
+            return Err(());
+        }
+    };
+    if planned {
+        // Dry run: H would be created; there is nothing in it to inspect.
+        return Ok((home, None));
+    }
+    match Dir::open_anchor(root, &home) {
+        Ok(Entry::Found(d)) => Ok((home, Some(d))),
+        Ok(Entry::Symlink) => {
+            report.warn_refusing("setup", &home);
+            Ok((home, None))
+        }
+        Ok(Entry::Missing) => {
+            fatal(Errno::ENOENT);
+            Err(())
+        }
+        Ok(Entry::Other(_)) => {
+            fatal(Errno::ENOTDIR);
+            Err(())
+        }
+        Err(e) => {
+            fatal(e.errno);
+            Err(())
+        }
+    }
+}
+
+/// `mkdir -p` of an image path as the current user: every missing component becomes a directory with
+/// mode 0755 (set explicitly, independent of the umask). Existing components are resolved normally —
+/// these are image paths, not the user's tree — except that an existing last component is never
+/// followed or changed (the caller opens it with `O_NOFOLLOW`). Returns `true` when, in a dry run,
+/// something would have been created.
+pub fn make_image_dirs(root: &RootPrefix, report: &Report, path: &Path) -> SysResult<bool> {
+    let mut cur = PathBuf::from("/");
+    for comp in path.components() {
+        match comp {
+            Component::RootDir | Component::CurDir => continue,
+            Component::Normal(n) => cur.push(n),
+            _ => return Err(SysError::new("mkdir", path, Errno::EINVAL)),
+        }
+        let host = root.path(&cur);
+        match std::fs::symlink_metadata(&host) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SysError::new("stat", &cur, e)),
+        }
+        if report.dry_run() {
+            report.would("create directory", &cur, "mode 0755");
+            return Ok(true);
+        }
+        match rustix::fs::mkdir(&host, Mode::from_raw_mode(0o755)) {
+            Ok(()) => {
+                // The umask may have narrowed the mode; fix it on the new directory itself.
+                let fd = rustix::fs::open(
+                    &host,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| SysError::new("open", &cur, e))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                    .map_err(|e| SysError::new("chmod", &cur, e))?;
+            }
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(SysError::new("mkdir", &cur, e)),
+        }
+    }
+    Ok(false)
+}

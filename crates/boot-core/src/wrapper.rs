@@ -1,0 +1,652 @@
+//! main-wrapper (SPEC §5): one program in three roles.
+//!
+//! - the ENTRYPOINT dispatcher: as PID 1 it execs s6-overlay's `/init` (MW-03), or, outside s6 and not PID 1,
+//!   runs stage2-setup itself (MW-04) and carries on as the wrapper;
+//! - the wrapper, s6-overlay's main program: rehydrates the environment (MW-05), refuses arbitrary `--user`
+//!   starts (MW-06), prepares the program's environment (MW-07…MW-09), routes the command (MW-10), drops to
+//!   the runtime user and execs (MW-11);
+//! - the `docker exec` shim, invoked as `hermes` (MW-12).
+//!
+//! Everything is printed on stderr, so the container command's stdout stays clean. The program's environment
+//! is computed as a value ([`Env`]) and handed to `execve`; this process's own environment is never modified.
+//!
+//! Root-safety: the only code path that execs while still root is the shim with an explicit
+//! `HERMES_DOCKER_EXEC_AS_ROOT` (and the PID 1 hand-over to `/init`, which is s6-overlay's job). The wrapper and
+//! the shim can only reach [`exec_program`] with an [`Identity`], which is obtained from [`become_runtime_user`]
+//! — a drop that failed ends the program with status 1.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+
+use crate::accounts::{self, Account};
+use crate::container_env::{self, EnvFile};
+use crate::error::errno_text;
+use crate::guarded;
+use crate::privdrop;
+use crate::report::{display_path, Report, Sink, WarnStyle};
+use crate::root::RootPrefix;
+use crate::routing::{self, Decision, Lookup};
+
+/// s6-overlay's init, exec'd by the PID 1 dispatcher.
+pub const INIT: &str = "/init";
+/// Where the image installs this program; `/init` runs it from there as its main program.
+pub const SELF_PATH: &str = "/opt/hermes/docker/bin/main-wrapper";
+/// The bootstrap the non-PID-1 fallback runs.
+pub const STAGE2_SETUP: &str = "/opt/hermes/docker/bin/stage2-setup";
+pub const VENV: &str = "/opt/hermes/.venv";
+pub const VENV_BIN: &str = "/opt/hermes/.venv/bin";
+/// The real hermes CLI the shim runs.
+pub const REAL_HERMES: &str = "/opt/hermes/.venv/bin/hermes";
+/// `HOME` of the program, and `HERMES_HOME` when none is given (MW-07).
+pub const DATA_HOME: &str = "/opt/data";
+const PID1_COMM: &str = "/proc/1/comm";
+const S6_BASEDIR: &str = "/run/s6/basedir";
+
+/// The basename that selects the shim role.
+const SHIM_NAME: &[u8] = b"hermes";
+/// T1 of SPEC §7.1.
+const T1: [&str; 7] = ["1", "true", "TRUE", "True", "yes", "YES", "Yes"];
+
+/// The role of this invocation (MW-02).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Invoked as `hermes`: the `docker exec` shim (MW-12).
+    Shim,
+    /// PID 1: hand over to s6-overlay's `/init` (MW-03).
+    Pid1,
+    /// s6-overlay's main program (MW-05…MW-11).
+    Wrapper,
+    /// Neither PID 1 nor under s6: bootstrap directly, then act as the wrapper (MW-04).
+    Fallback,
+}
+
+/// MW-02, in its order. `pid1_comm` is the content of `/proc/1/comm` when readable.
+pub fn select_role(argv0: &OsStr, pid: u32, pid1_comm: Option<&[u8]>, s6_basedir_is_dir: bool) -> Role {
+    let base = Path::new(argv0)
+        .file_name()
+        .map(OsStr::as_bytes)
+        .unwrap_or_default();
+    if base == SHIM_NAME {
+        return Role::Shim;
+    }
+    if pid == 1 {
+        return Role::Pid1;
+    }
+    let under_s6 = pid1_comm.is_some_and(|c| c.trim_ascii() == b"s6-svscan");
+    if under_s6 && s6_basedir_is_dir {
+        Role::Wrapper
+    } else {
+        Role::Fallback
+    }
+}
+
+/// Looks at this process and the (prefixed) system to select the role.
+pub fn detect_role(root: &RootPrefix, argv0: &OsStr) -> Role {
+    let comm = std::fs::read(root.path(PID1_COMM)).ok();
+    let basedir = std::fs::metadata(root.path(S6_BASEDIR)).is_ok_and(|m| m.is_dir());
+    select_role(argv0, std::process::id(), comm.as_deref(), basedir)
+}
+
+/// The environment the program will get.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: BTreeMap<OsString, OsString>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            vars: std::env::vars_os().collect(),
+        }
+    }
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
+        Env {
+            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        }
+    }
+    pub fn get(&self, name: impl AsRef<OsStr>) -> Option<&OsStr> {
+        self.vars.get(name.as_ref()).map(OsString::as_os_str)
+    }
+    /// Unset or set to the empty string — the shell's `${X:-}` test.
+    pub fn is_unset_or_empty(&self, name: impl AsRef<OsStr>) -> bool {
+        match self.get(name) {
+            None => true,
+            Some(v) => v.is_empty(),
+        }
+    }
+    pub fn set(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
+        self.vars.insert(name.into(), value.into());
+    }
+    pub fn remove(&mut self, name: impl AsRef<OsStr>) {
+        self.vars.remove(name.as_ref());
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&OsString, &OsString)> {
+        self.vars.iter()
+    }
+
+    /// MW-05: every file of the container environment directory sets (or, empty, unsets) its variable.
+    pub fn rehydrate(&mut self, files: Vec<EnvFile>) {
+        for f in files {
+            match f.value {
+                Some(v) => self.set(f.name, v),
+                None => self.remove(&f.name),
+            }
+        }
+    }
+
+    /// MW-04: only variables that are unset or empty here are taken from the directory, so the container's
+    /// own environment wins over what the bootstrap exported.
+    pub fn fill_unset(&mut self, files: Vec<EnvFile>) {
+        for f in files {
+            if !self.is_unset_or_empty(&f.name) {
+                continue;
+            }
+            match f.value {
+                Some(v) => self.set(f.name, v),
+                None => self.remove(&f.name),
+            }
+        }
+    }
+
+    /// MW-07: `HOME` is the data volume; a non-empty `HERMES_HOME` is kept.
+    pub fn set_homes(&mut self) {
+        self.set("HOME", DATA_HOME);
+        if self.is_unset_or_empty("HERMES_HOME") {
+            self.set("HERMES_HOME", DATA_HOME);
+        }
+    }
+
+    /// MW-09: the exported effects of sourcing `bin/activate`. Values are in-container paths (CM-02).
+    pub fn activate_venv(&mut self) {
+        self.set("VIRTUAL_ENV", VENV);
+        let path = match self.get("PATH") {
+            Some(p) if !p.is_empty() => {
+                let mut s = OsString::from(VENV_BIN);
+                s.push(":");
+                s.push(p);
+                s
+            }
+            _ => OsString::from(VENV_BIN),
+        };
+        self.set("PATH", path);
+        self.remove("PYTHONHOME");
+    }
+}
+
+/// True for a value of T1 (SPEC §7.1).
+pub fn is_t1(v: Option<&OsStr>) -> bool {
+    v.is_some_and(|v| T1.iter().any(|t| v == *t))
+}
+
+/// The identity the program will run with. Only [`become_runtime_user`] and the shim's explicit root
+/// request construct one, so nothing can exec without having passed through the MW-11 decision.
+#[derive(Debug)]
+pub struct Identity(Who);
+
+#[derive(Debug)]
+enum Who {
+    Dropped { uid: u32 },
+    AlreadyUnprivileged,
+    RootByRequest,
+}
+
+/// MW-11: as root, drop to the runtime user (groups, gids, uids, verified); otherwise keep the current
+/// credentials (upstream #34837). `Err` carries the errno of the failed drop.
+pub fn become_runtime_user(account: &Account) -> Result<Identity, Errno> {
+    if guarded::euid() != 0 {
+        return Ok(Identity(Who::AlreadyUnprivileged));
+    }
+    privdrop::drop_privileges(account).map_err(|e| e.errno)?;
+    Ok(Identity(Who::Dropped { uid: account.uid }))
+}
+
+/// Replaces this process with `host` (argv[0] `argv0`, then `args`, exactly the environment `env`). Returns
+/// only on failure, with the errno. The identity is checked once more against the process's effective uid:
+/// a mismatch is refused (EPERM) rather than trusted.
+pub fn exec_program(who: &Identity, host: &Path, argv0: &OsStr, args: &[OsString], env: &Env) -> Errno {
+    let euid = guarded::euid();
+    let consistent = match who.0 {
+        Who::Dropped { uid } => euid == uid,
+        Who::AlreadyUnprivileged => euid != 0,
+        Who::RootByRequest => true,
+    };
+    if !consistent {
+        return Errno::EPERM;
+    }
+    let err = Command::new(host)
+        .arg0(argv0)
+        .args(args)
+        .env_clear()
+        .envs(env.iter())
+        .exec();
+    Errno::from_raw(err.raw_os_error().unwrap_or(Errno::EIO as i32))
+}
+
+/// The whole program: returns the exit status when it does not exec.
+pub fn main(argv: Vec<OsString>, version: &str) -> i32 {
+    let mut argv = argv.into_iter();
+    let argv0 = argv.next().unwrap_or_else(|| OsString::from("main-wrapper"));
+    let args: Vec<OsString> = argv.collect();
+    let root = RootPrefix::from_arg_or_env(None);
+    let user = accounts::runtime_user_name(None);
+    let role = detect_role(&root, &argv0);
+    let report = Report::main_wrapper();
+
+    if role != Role::Shim && args.len() == 1 {
+        if args[0] == "--wrapper-help" {
+            eprintln!("usage: main-wrapper [COMMAND [ARG…]]\n{HELP}");
+            return 0;
+        }
+        if args[0] == "--wrapper-version" {
+            eprintln!("main-wrapper {version}");
+            return 0;
+        }
+    }
+    match role {
+        Role::Shim => run_shim(&root, &user, &argv0, &args, Env::from_process()),
+        Role::Pid1 => exec_init(&root, &args, &report),
+        Role::Wrapper => run_wrapper(&root, &user, &args, Env::from_process(), &report),
+        Role::Fallback => {
+            let mut env = Env::from_process();
+            match bootstrap_directly(&root, &mut env, &report) {
+                Ok(()) => run_wrapper(&root, &user, &args, env, &report),
+                Err(code) => code,
+            }
+        }
+    }
+}
+
+const HELP: &str = "\
+Runs the container command as the runtime user. Every argument belongs to the command:
+  (none)                 run `hermes`
+  -… or a subcommand     run `hermes ARG…` (subcommands: /etc/hermes/cli-subcommands)
+  a program on PATH      run it as given
+  anything else          run `hermes ARG…`
+As PID 1 it hands over to s6-overlay's /init; invoked as `hermes` it is the `docker exec` shim.
+Configuration: HERMES_BOOT_ROOT (root prefix), HERMES_BOOT_USER (runtime user, default hermes).
+Own options (only as the sole argument): --wrapper-help, --wrapper-version.";
+
+/// MW-03: `/init /opt/hermes/docker/bin/main-wrapper ARG…` with the environment unchanged.
+fn exec_init(root: &RootPrefix, args: &[OsString], report: &Report) -> i32 {
+    let err = Command::new(root.path(INIT))
+        .arg0(INIT)
+        .arg(SELF_PATH)
+        .args(args)
+        .exec();
+    let errno = Errno::from_raw(err.raw_os_error().unwrap_or(Errno::EIO as i32));
+    report.error(format_args!("cannot exec {INIT}: {}", errno_text(errno)));
+    127
+}
+
+/// MW-04: the stage2 bootstrap without s6, then the variables it exported. `Err` is the exit status.
+fn bootstrap_directly(root: &RootPrefix, env: &mut Env, report: &Report) -> Result<(), i32> {
+    report.info(
+        "WARNING: container entrypoint is not PID 1; skipping s6-overlay /init and falling back to direct \
+         bootstrap. Supervised services are unavailable in this runtime, but the requested command will still run.",
+    );
+    let status = std::io::stderr().as_fd().try_clone_to_owned().and_then(|err| {
+        Command::new(root.path(STAGE2_SETUP))
+            .env_clear()
+            .envs(env.iter())
+            .stdout(Stdio::from(err))
+            .status()
+    });
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32));
+            report.error(format_args!("cannot run stage2-setup: {}", errno_text(errno)));
+            return Err(1);
+        }
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => {}
+        (Some(c), _) => return Err(c),
+        (None, Some(sig)) => return Err(128 + sig),
+        (None, None) => return Err(1),
+    }
+    match container_env::read(root, report) {
+        Ok(Some(files)) => env.fill_unset(files),
+        Ok(None) => {}
+        Err(e) => report.warn_err(&e),
+    }
+    Ok(())
+}
+
+/// MW-05…MW-11.
+fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, report: &Report) -> i32 {
+    // MW-05: /init scrubbed the environment; HERMES_HOME is the marker that it is still intact.
+    if env.is_unset_or_empty("HERMES_HOME") {
+        match container_env::read(root, report) {
+            Ok(Some(files)) => env.rehydrate(files),
+            Ok(None) => {}
+            Err(e) => report.warn_err(&e),
+        }
+    }
+    env.remove("HERMES_MAIN_WRAPPER_ENV_READY");
+
+    // MW-06
+    let account = match accounts::lookup(root, user) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            report.error(format_args!("runtime user {user} not found in /etc/passwd"));
+            return 1;
+        }
+        Err(e) => {
+            report.error(format_args!("cannot look up runtime user {user}: {e}"));
+            return 1;
+        }
+    };
+    let (euid, egid) = (guarded::euid(), guarded::egid());
+    if euid != 0 && (euid != account.uid || egid != account.gid) {
+        report.error(guard_message(euid, egid, user));
+        return 1;
+    }
+
+    env.set_homes();
+    if std::fs::metadata(root.path(VENV_BIN)).is_ok_and(|m| m.is_dir()) {
+        env.activate_venv();
+    } else {
+        report.warn(format_args!(
+            "virtual environment {VENV_BIN} not found; PATH left unchanged — continuing"
+        ));
+    }
+    // The list is an image file: read it while still root, before anything can make it unreadable to us.
+    let subcommands = routing::read_subcommands(root).unwrap_or_else(|e| {
+        report.warn_err(&e);
+        Vec::new()
+    });
+
+    let who = match become_runtime_user(&account) {
+        Ok(who) => who,
+        Err(errno) => {
+            report.error(format_args!(
+                "cannot drop privileges to {user}: {}",
+                errno_text(errno)
+            ));
+            return 1;
+        }
+    };
+
+    // After the drop, so the program cannot be placed in a directory its user could not enter.
+    enter_orig_cwd(root, &mut env, report);
+
+    // MW-10, with the program's credentials, so "executable" means executable for it.
+    let path = env.get("PATH").map(OsStr::to_os_string);
+    let mut direct = None;
+    let decision = routing::decide(args, &subcommands, |a0| {
+        direct = routing::find_program(root, a0, path.as_deref()).found().cloned();
+        direct.is_some()
+    });
+    let (lookup, argv0, rest) = match (decision, direct) {
+        (Decision::AsGiven, Some(l)) => (Lookup::Found(l), args[0].clone(), &args[1..]),
+        _ => (
+            routing::find_program(root, OsStr::new(routing::HERMES), path.as_deref()),
+            OsString::from(routing::HERMES),
+            args,
+        ),
+    };
+    let located = match lookup {
+        Lookup::Found(l) | Lookup::NotExecutable(l) => l,
+        Lookup::Missing => {
+            report.error(format_args!(
+                "cannot execute {}: {}",
+                display_path(Path::new(&argv0)),
+                errno_text(Errno::ENOENT)
+            ));
+            return 127;
+        }
+    };
+    let errno = exec_program(&who, &located.host, &argv0, rest, &env);
+    report.error(format_args!(
+        "cannot execute {}: {}",
+        display_path(&located.shown),
+        errno_text(errno)
+    ));
+    routing::exec_failure_status(errno)
+}
+
+/// The first line of MW-06, then the guidance of upstream's guard.
+fn guard_message(uid: u32, gid: u32, user: &str) -> String {
+    format!(
+        "container started with --user {uid}:{gid} (an arbitrary, non-{user} UID) — not supported.
+
+To make container-written files match your HOST user, don't use --user.
+Start as root (the default) and pass your host UID/GID instead:
+
+    docker run -e HERMES_UID=$(id -u) -e HERMES_GID=$(id -g) ...
+
+NAS users (Synology / unRAID / UGOS) can use the PUID/PGID aliases:
+
+    docker run -e PUID=$(id -u) -e PGID=$(id -g) ...
+
+The image remaps the {user} user to that UID/GID at boot and chowns the data
+volume, so files land owned by your host user — the same outcome --user gave,
+without breaking the s6 supervision tree."
+    )
+}
+
+/// MW-08: `HERMES_ORIG_CWD`, when set and a directory, is where the program runs (`docker run -w` survives
+/// `/init`). Otherwise the directory main-wrapper started in is kept.
+fn enter_orig_cwd(root: &RootPrefix, env: &mut Env, report: &Report) {
+    let Some(cwd) = env.get("HERMES_ORIG_CWD").filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let shown = PathBuf::from(cwd);
+    let host = root.path(&shown);
+    if !std::fs::metadata(&host).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    match std::env::set_current_dir(&host) {
+        // The shell's idea of the directory must match the real one.
+        Ok(()) => env.set("PWD", host),
+        Err(e) => report.warn(format_args!(
+            "cannot enter HERMES_ORIG_CWD {}: {} — continuing",
+            display_path(&shown),
+            errno_text(Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))
+        )),
+    }
+}
+
+/// MW-12: the `docker exec` shim.
+fn run_shim(root: &RootPrefix, user: &str, argv0: &OsStr, args: &[OsString], mut env: Env) -> i32 {
+    let report = Report::new("hermes-shim:", WarnStyle::Bracketed, Sink::Stderr, false);
+    let real = root.path(REAL_HERMES);
+    if !routing::is_executable_file(&real) {
+        report.info(format_args!("{REAL_HERMES} not found or not executable"));
+        return 127;
+    }
+    let who = if guarded::euid() != 0 {
+        Identity(Who::AlreadyUnprivileged)
+    } else if is_t1(env.get("HERMES_DOCKER_EXEC_AS_ROOT")) {
+        Identity(Who::RootByRequest)
+    } else {
+        let account = match accounts::lookup(root, user) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                report.info(format_args!("runtime user {user} not found"));
+                return 126;
+            }
+            Err(e) => {
+                report.info(format_args!("runtime user {user} not found ({e})"));
+                return 126;
+            }
+        };
+        env.set("HOME", DATA_HOME);
+        match become_runtime_user(&account) {
+            Ok(who) => who,
+            Err(errno) => {
+                report.info(format_args!(
+                    "cannot drop privileges to {user}: {}",
+                    errno_text(errno)
+                ));
+                return 1;
+            }
+        }
+    };
+    let errno = exec_program(&who, &real, argv0, args, &env);
+    report.info(format_args!(
+        "cannot execute {REAL_HERMES}: {}",
+        errno_text(errno)
+    ));
+    routing::exec_failure_status(errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    #[test]
+    fn role_order_shim_then_pid1_then_s6_then_fallback() {
+        let s6 = Some(&b"s6-svscan\n"[..]);
+        assert_eq!(select_role(os("/opt/hermes/bin/hermes"), 1, s6, true), Role::Shim);
+        assert_eq!(select_role(os("hermes"), 77, None, false), Role::Shim);
+        assert_eq!(
+            select_role(os("/opt/hermes/docker/bin/main-wrapper"), 1, s6, true),
+            Role::Pid1
+        );
+        assert_eq!(select_role(os("main-wrapper"), 1, None, false), Role::Pid1);
+        assert_eq!(select_role(os("main-wrapper"), 300, s6, true), Role::Wrapper);
+        assert_eq!(
+            select_role(os("main-wrapper"), 300, Some(b"  s6-svscan  "), true),
+            Role::Wrapper
+        );
+        assert_eq!(select_role(os("main-wrapper"), 300, s6, false), Role::Fallback);
+        assert_eq!(
+            select_role(os("main-wrapper"), 300, Some(b"tini\n"), true),
+            Role::Fallback
+        );
+        assert_eq!(select_role(os("main-wrapper"), 300, None, true), Role::Fallback);
+        // Only the basename counts.
+        assert_eq!(
+            select_role(os("/opt/hermes/bin/hermes-dev"), 300, s6, true),
+            Role::Wrapper
+        );
+        assert_eq!(
+            select_role(os("/hermes/main-wrapper"), 300, s6, true),
+            Role::Wrapper
+        );
+    }
+
+    fn file(name: &str, value: Option<&str>) -> EnvFile {
+        EnvFile {
+            name: name.into(),
+            value: value.map(OsString::from),
+        }
+    }
+
+    #[test]
+    fn rehydration_sets_and_unsets() {
+        let mut env = Env::from_pairs([("PATH", "/bin"), ("GONE", "x"), ("KEEP", "k")]);
+        env.rehydrate(vec![
+            file("PATH", Some("/usr/bin:/bin")),
+            file("GONE", None),
+            file("NEW", Some("n\n")),
+        ]);
+        assert_eq!(env.get("PATH"), Some(os("/usr/bin:/bin")));
+        assert_eq!(env.get("GONE"), None);
+        assert_eq!(env.get("NEW"), Some(os("n\n")));
+        assert_eq!(env.get("KEEP"), Some(os("k")));
+    }
+
+    #[test]
+    fn fallback_fills_only_unset_or_empty_variables() {
+        let mut env = Env::from_pairs([("SET", "mine"), ("EMPTY", "")]);
+        env.fill_unset(vec![
+            file("SET", Some("theirs")),
+            file("EMPTY", Some("filled")),
+            file("AGENT_BROWSER_EXECUTABLE_PATH", Some("/usr/bin/chromium")),
+        ]);
+        assert_eq!(env.get("SET"), Some(os("mine")));
+        assert_eq!(env.get("EMPTY"), Some(os("filled")));
+        assert_eq!(
+            env.get("AGENT_BROWSER_EXECUTABLE_PATH"),
+            Some(os("/usr/bin/chromium"))
+        );
+    }
+
+    #[test]
+    fn homes_keep_a_given_hermes_home() {
+        let mut env = Env::from_pairs([("HOME", "/root"), ("HERMES_HOME", "/srv/h")]);
+        env.set_homes();
+        assert_eq!(env.get("HOME"), Some(os("/opt/data")));
+        assert_eq!(env.get("HERMES_HOME"), Some(os("/srv/h")));
+        let mut env = Env::from_pairs([("HERMES_HOME", "")]);
+        env.set_homes();
+        assert_eq!(env.get("HERMES_HOME"), Some(os("/opt/data")));
+    }
+
+    #[test]
+    fn venv_activation_prepends_and_drops_pythonhome() {
+        let mut env = Env::from_pairs([("PATH", "/usr/bin:/bin"), ("PYTHONHOME", "/x")]);
+        env.activate_venv();
+        assert_eq!(env.get("PATH"), Some(os("/opt/hermes/.venv/bin:/usr/bin:/bin")));
+        assert_eq!(env.get("VIRTUAL_ENV"), Some(os("/opt/hermes/.venv")));
+        assert_eq!(env.get("PYTHONHOME"), None);
+        let mut env = Env::default();
+        env.activate_venv();
+        assert_eq!(env.get("PATH"), Some(os("/opt/hermes/.venv/bin")));
+    }
+
+    #[test]
+    fn t1_is_exact() {
+        for v in T1 {
+            assert!(is_t1(Some(os(v))), "{v}");
+        }
+        for v in ["", "0", "on", "yEs", " 1", "y", "false"] {
+            assert!(!is_t1(Some(os(v))), "{v}");
+        }
+        assert!(!is_t1(None));
+    }
+
+    #[test]
+    fn exec_refuses_an_identity_that_does_not_match_the_process() {
+        assert_eq!(
+            guarded::euid(),
+            0,
+            "this test needs root (it checks the root-exec refusal); run the suite as root, as CI does"
+        );
+        // A missing program: if the refusal were broken, the exec would fail with ENOENT, not replace the
+        // test process.
+        let prog = Path::new("/nonexistent/hermes-boot-test-program");
+        let env = Env::default();
+        for who in [Who::AlreadyUnprivileged, Who::Dropped { uid: 10000 }] {
+            assert_eq!(
+                exec_program(&Identity(who), prog, os("x"), &[], &env),
+                Errno::EPERM
+            );
+        }
+        assert_eq!(
+            exec_program(&Identity(Who::RootByRequest), prog, os("x"), &[], &env),
+            Errno::ENOENT
+        );
+        assert_eq!(
+            exec_program(&Identity(Who::Dropped { uid: 0 }), prog, os("x"), &[], &env),
+            Errno::ENOENT
+        );
+    }
+
+    #[test]
+    fn guard_message_names_the_ids_and_the_remap_variables() {
+        let m = guard_message(1000, 1000, "hermes");
+        let first = m.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "container started with --user 1000:1000 (an arbitrary, non-hermes UID) — not supported."
+        );
+        for word in ["HERMES_UID", "HERMES_GID", "PUID", "PGID"] {
+            assert!(m.contains(word), "{word}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Whole runs: `--dry-run` changes nothing (CM-11), a second run changes nothing (S2-01), and a run as the
+//! runtime user does what it can (S2-05).
+
+mod stage2_support;
+
+use stage2_support::*;
+use test_support::{run_as, TempRoot};
+
+/// A volume with something for every step to do.
+fn busy_volume() -> TempRoot {
+    let r = image();
+    r.mkdir("/opt/data/profiles/p");
+    r.write("/opt/data/profiles/p/marker", "x");
+    r.mkdir("/opt/data/cron");
+    r.write("/opt/data/cron/job.json", "{}");
+    r.write("/opt/data/auth.json", "{}");
+    r.write("/opt/data/.env", "A=1\nAPI_SERVER_KEY=\n");
+    r.chmod("/opt/data/.env", 0o644);
+    r.write("/opt/data/.install_method", "docker\n");
+    script(&r, "/opt/hermes/tools/c/chrome", "exit 0");
+    r
+}
+
+const BUSY_ENV: &[(&str, &str)] = &[
+    ("PUID", "1000"),
+    ("PGID", "1000"),
+    ("XDG_RUNTIME_DIR", "/run/user/1000"),
+    ("HERMES_REAL_HOME", "/home/agent"),
+    ("HERMES_GATEWAY_BOOTSTRAP_STATE", "running"),
+    ("NOUS_PORTAL_BASE_URL", "https://portal"),
+    ("HERMES_AUTH_HOME", "/auth"),
+    ("HERMES_AUTH_JSON_BOOTSTRAP", "{\"k\":1}"),
+    ("PLAYWRIGHT_BROWSERS_PATH", "/opt/hermes/tools"),
+];
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_plan() {
+    let r = busy_volume();
+    let before = snapshot(r.root());
+    let out = stage2_args(&r, &["--dry-run"], BUSY_ENV);
+    out.assert_code(0);
+    assert_eq!(snapshot(r.root()), before, "--dry-run changed the tree");
+    let would: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("would ")).collect();
+    for expected in [
+        "would chown /opt/data/cron/job.json",
+        "would chmod /opt/data/.env 0644 -> 0600",
+        "would rewrite /opt/data/.env",
+        "would remove /opt/data/.install_method",
+        "would create /opt/data/gateway_state.json mode 0644",
+        "would create directory /opt/data/sessions mode 0755",
+        "would create directory /tmp/hermes-files mode 0700",
+        "would create directory /run/user mode 0755",
+        "would write /run/s6/container_environment/AGENT_BROWSER_EXECUTABLE_PATH",
+    ] {
+        assert!(
+            would.iter().any(|l| l.starts_with(expected)),
+            "missing {expected:?}\n{}",
+            out.stdout
+        );
+    }
+    let last = out.stdout.lines().last().unwrap();
+    assert_eq!(
+        last,
+        format!("[stage2] Dry run complete; {} changes planned", would.len())
+    );
+    for word in ["Seeded", "Generated", "Synced"] {
+        assert!(
+            !out.stdout.contains(&format!("[stage2] {word}")),
+            "{word} in a dry run:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn dry_run_on_a_missing_home_creates_nothing() {
+    let r = image();
+    let before = snapshot(r.root());
+    let out = stage2_args(&r, &["--dry-run"], &[]);
+    out.assert_code(0);
+    assert_eq!(snapshot(r.root()), before);
+    assert!(
+        out.stdout.contains("would create directory /opt/data mode 0755"),
+        "{}",
+        out.stdout
+    );
+    // Fatal conditions are still fatal.
+    let out = stage2_args(&r, &["--dry-run", "--runtime-user", "ghost"], &[]);
+    out.assert_code(1);
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let r = busy_volume();
+    let first = stage2(&r, BUSY_ENV);
+    first.assert_code(0);
+    assert!(
+        first.stdout.contains("Changing hermes UID to 1000"),
+        "{}",
+        first.stdout
+    );
+    let before = ctimes(r.root());
+    let tree = snapshot(r.root());
+    let second = stage2(&r, BUSY_ENV);
+    second.assert_code(0);
+    for word in [
+        "Changing",
+        "Added",
+        "Seeded",
+        "Generated",
+        "Synced",
+        "Removed",
+        "Fixing ownership",
+        "Ownership of",
+    ] {
+        assert!(
+            !second.stdout.contains(word),
+            "{word} on the second run:\n{}",
+            second.stdout
+        );
+    }
+    assert_eq!(snapshot(r.root()), tree);
+    let after = ctimes(r.root());
+    let moved: Vec<_> = before
+        .iter()
+        .filter(|(p, t)| after.get(*p) != Some(t))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(moved.is_empty(), "ctime moved on {moved:?}");
+    assert_eq!(r.owner("/opt/data/cron/job.json"), (1000, 1000));
+    assert_eq!(r.owner("/auth/auth.json"), (1000, 1000));
+}
+
+#[test]
+fn run_as_the_runtime_user_skips_root_work_and_does_the_rest() {
+    let r = image();
+    r.mkdir("/opt/data");
+    r.chown("/opt/data", HERMES_UID, HERMES_GID);
+    r.mkdir("/opt/data/cron");
+    r.write("/opt/data/cron/root.json", "{}");
+    let mut c = r.command(bin());
+    c.env("HERMES_GATEWAY_BOOTSTRAP_STATE", "running");
+    let out = run_as(&mut c, HERMES_UID, HERMES_GID);
+    out.assert_code(0);
+    assert!(out.stdout.contains(
+        "[stage2] Warning: not running as root; skipping UID/GID remap, group setup and ownership repair — continuing"
+    ));
+    assert_eq!((r.owner("/opt/data/.env"), r.mode("/opt/data/.env")), (U, 0o600));
+    assert_eq!(api_key(&r.read("/opt/data/.env")).len(), 1);
+    assert_eq!(
+        (r.owner("/opt/data/config.yaml"), r.mode("/opt/data/config.yaml")),
+        (U, 0o640)
+    );
+    assert_eq!(
+        (r.owner("/opt/data/sessions"), r.mode("/opt/data/sessions")),
+        (U, 0o755)
+    );
+    assert_eq!(r.owner("/opt/data/gateway_state.json"), U);
+    assert_eq!(
+        (r.owner("/tmp/hermes-files"), r.mode("/tmp/hermes-files")),
+        (U, 0o700)
+    );
+    assert_eq!(
+        r.owner("/opt/data/cron/root.json"),
+        (0, 0),
+        "no chown when not root"
+    );
+    assert!(out.stdout.contains("Setup complete with"), "{}", out.stdout);
+
+    // The guard: any other non-root identity is refused before any change.
+    let r2 = image();
+    let mut c = r2.command(bin());
+    let out = run_as(&mut c, HERMES_UID, 0);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("container started with --user 10000:0"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r2.exists("/opt/data"));
+}

@@ -1,0 +1,199 @@
+//! reconcile-profiles at boot and at run time, and the supervised gateway it sets up (SPEC §4,
+//! §9 "reconcile-profiles").
+
+use std::time::Duration;
+
+use anyhow::Result;
+use container_suite::*;
+
+const SVC_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `sleep infinity` processes that are not under an s6-supervise (i.e. under /init's stage 2, the
+/// container command's side); main-hermes's own `sleep infinity` is supervised.
+fn unsupervised_sleeps(c: &Container) -> Result<Vec<Proc>> {
+    let procs = c.processes()?;
+    Ok(procs
+        .iter()
+        .filter(|p| p.state != 'Z' && p.cmdline.trim() == "sleep infinity")
+        .filter(|p| {
+            !ancestry(&procs, p.pid)
+                .iter()
+                .any(|a| a.cmdline.starts_with("s6-supervise"))
+        })
+        .cloned()
+        .collect())
+}
+
+fn make_profile(c: &Container, name: &str, state: &str) -> Result<()> {
+    c.hermes_ok(&format!(
+        "mkdir -p /opt/data/profiles/{name} && echo '# {name}' > /opt/data/profiles/{name}/SOUL.md && \
+         echo '{{\"gateway_state\":\"{state}\"}}' > /opt/data/profiles/{name}/gateway_state.json"
+    ))?;
+    Ok(())
+}
+
+#[test]
+fn stopped_gateway_stays_stopped_after_restart() -> Result<()> {
+    let vol = Volume::new()?;
+    let c = Run::new()
+        .volume(&vol.name, "/opt/data")
+        .cmd(&["sleep", "infinity"])
+        .start_ready()?;
+    make_profile(&c, "writer", "stopped")?;
+    c.restart()?;
+    let log = c.root_ok("cat /opt/data/logs/container-boot.log")?;
+    assert!(log.contains("profile=writer"), "{log}");
+    c.root_ok("test -d /run/service/gateway-writer && test -f /run/service/gateway-writer/down")?;
+    assert!(!c.wants_up("/run/service/gateway-writer")?);
+    Ok(())
+}
+
+#[test]
+fn stale_gateway_pid_cleaned_up_on_restart() -> Result<()> {
+    let c = Run::new().cmd(&["sleep", "infinity"]).start_ready()?;
+    make_profile(&c, "ghost", "stopped")?;
+    c.hermes_ok("echo 4242 > /opt/data/profiles/ghost/gateway.pid && echo '[]' > /opt/data/profiles/ghost/processes.json")?;
+    c.restart()?;
+    for f in ["gateway.pid", "processes.json"] {
+        assert!(
+            !c.root(&format!("test -e /opt/data/profiles/ghost/{f}"))?.ok(),
+            "{f} survived the restart"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn s6_register_creates_service_dir_in_live_container() -> Result<()> {
+    let c = Run::new().cmd(&["sleep", "infinity"]).start_ready()?;
+    let r = c.hermes("/opt/hermes/docker/bin/reconcile-profiles register phase3test")?;
+    assert_eq!(r.code, 0, "{r}");
+    for f in ["", "/run", "/log/run"] {
+        c.root_ok(&format!("test -e /run/service/gateway-phase3test{f}"))?;
+    }
+    c.wait_until("a supervisor on the new slot", SVC_TIMEOUT, || {
+        Ok(c.svstat("/run/service/gateway-phase3test")?.ok())
+    })?;
+    let listed = c.hermes_ok("ls /run/service")?;
+    assert!(listed.lines().any(|l| l == "gateway-phase3test"), "{listed}");
+    assert_eq!(c.stat("/run/service/gateway-phase3test")?, "10000:10000 755");
+    Ok(())
+}
+
+#[test]
+fn gateway_run_redirects_to_supervised() -> Result<()> {
+    let c = Run::new().cmd(&["gateway", "run"]).start_ready()?;
+    c.wait_until("gateway-default to want up", SVC_TIMEOUT, || {
+        c.wants_up("/run/service/gateway-default")
+    })?;
+    assert!(c.running()?, "the container stopped");
+    c.wait_until("the command's sleep infinity", SVC_TIMEOUT, || {
+        Ok(!unsupervised_sleeps(&c)?.is_empty())
+    })?;
+    let logs = c.logs()?;
+    assert!(
+        logs.contains("s6 supervision") && logs.contains("--no-supervise"),
+        "{logs}"
+    );
+    Ok(())
+}
+
+fn assert_legacy_gateway(c: &Container) -> Result<()> {
+    c.wait_until("the foreground gateway banner", SVC_TIMEOUT, || {
+        Ok(c.logs()?
+            .contains("hermes gateway (test double) running for profile default"))
+    })?;
+    let logs = c.logs()?;
+    assert!(!logs.contains("s6 supervision"), "breadcrumb printed:\n{logs}");
+    c.root_ok("test -d /run/service/gateway-default")?;
+    assert!(
+        !c.wants_up("/run/service/gateway-default")?,
+        "gateway-default wants up"
+    );
+    let sleeps = unsupervised_sleeps(c)?;
+    assert!(
+        sleeps.is_empty(),
+        "sleep infinity under the wrapper:\n{}",
+        ps_table(&sleeps)
+    );
+    Ok(())
+}
+
+#[test]
+fn gateway_run_no_supervise_flag_preserves_legacy_behavior() -> Result<()> {
+    let c = Run::new()
+        .cmd(&["gateway", "run", "--no-supervise"])
+        .start_ready()?;
+    assert_legacy_gateway(&c)
+}
+
+#[test]
+fn gateway_run_no_supervise_env_var() -> Result<()> {
+    let c = Run::new()
+        .env("HERMES_GATEWAY_NO_SUPERVISE", "1")
+        .cmd(&["gateway", "run"])
+        .start_ready()?;
+    assert_legacy_gateway(&c)
+}
+
+#[test]
+fn supervised_gateway_does_not_recurse() -> Result<()> {
+    let c = Run::new().cmd(&["gateway", "run"]).start_ready()?;
+    c.wait_until("the supervised gateway", SVC_TIMEOUT, || {
+        Ok(!c.processes_matching("gateway run --replace")?.is_empty())
+    })?;
+    // Give a recursion (a supervised gateway redirecting to supervision again) time to show.
+    std::thread::sleep(Duration::from_secs(2));
+    let runs = c.processes_matching("gateway run")?;
+    assert!(runs.len() <= 1, "more than one gateway run:\n{}", ps_table(&runs));
+    let sleeps = unsupervised_sleeps(&c)?;
+    assert_eq!(sleeps.len(), 1, "\n{}", ps_table(&c.processes()?));
+    Ok(())
+}
+
+#[test]
+fn dashboard_supervised_when_env_set() -> Result<()> {
+    let c = Run::new()
+        .env("HERMES_DASHBOARD", "1")
+        .cmd(&["gateway", "run"])
+        .start_ready()?;
+    c.wait_until("gateway-default and dashboard to want up", SVC_TIMEOUT, || {
+        Ok(c.wants_up("/run/service/gateway-default")? && c.wants_up("/run/service/dashboard")?)
+    })
+}
+
+#[test]
+fn supervised_gateway_stdout_reaches_docker_logs() -> Result<()> {
+    let c = Run::new().cmd(&["gateway", "run"]).start_ready()?;
+    let banner = "hermes gateway (test double) running for profile default";
+    c.wait_until("the banner in docker logs", SVC_TIMEOUT, || {
+        Ok(c.logs()?.contains(banner))
+    })?;
+    c.wait_until("the banner in the gateway log file", SVC_TIMEOUT, || {
+        Ok(c.root(&format!(
+            "grep -q '{banner}' /opt/data/logs/gateways/default/current"
+        ))?
+        .ok())
+    })?;
+    // The supervised gateway runs as the runtime user with the slot's fixed HOME (RP-13).
+    let gw = c.processes_matching("gateway run --replace")?;
+    assert_eq!(gw.len(), 1, "{}", ps_table(&gw));
+    assert_eq!(gw[0].uid, HERMES_UID);
+    assert!(c.environ(gw[0].pid)?.iter().any(|e| e == "HOME=/opt/data"));
+    Ok(())
+}
+
+#[test]
+fn dashboard_container_registers_no_gateways() -> Result<()> {
+    let c = Run::new()
+        .cmd(&["dashboard", "--host", "127.0.0.1", "--port", "9200"])
+        .start()?;
+    c.wait_until("the reconcile skip message", Duration::from_secs(45), || {
+        Ok(c.logs()?.contains("reconcile: skipping (dashboard container"))
+    })?;
+    assert!(
+        !c.root("test -e /run/service/gateway-default")?.ok(),
+        "gateway-default registered"
+    );
+    Ok(())
+}
