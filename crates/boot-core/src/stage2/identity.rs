@@ -134,7 +134,12 @@ pub fn remap_with_lock_timeout(
 
     // CM-03: re-read what passwd now holds (a failed or partial update included).
     let account = if report.dry_run() {
-        account
+        // Nothing was edited: later steps plan against the ids the edit would have set.
+        Account {
+            uid: request.uid.unwrap_or(account.uid),
+            gid: request.gid.unwrap_or(account.gid),
+            ..account
+        }
     } else {
         match accounts::lookup(root, &user) {
             Ok(Some(a)) => a,
