@@ -9,6 +9,7 @@
 
 mod bench;
 mod docker;
+mod fuzz;
 mod setup;
 
 use std::process::Command;
@@ -22,7 +23,8 @@ tasks:
                 (--no-docker: skip the container suite)
   docker-test   build the test image and run the container suite
   run           build the test image and boot a container from it
-  bench         run the side-by-side benchmarks and print the table";
+  bench         run the side-by-side benchmarks and print the table
+  fuzz          run the fuzz targets (nightly, cargo-fuzz) [--seconds N per target, default 60] [TARGET…]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +38,7 @@ fn main() {
         "docker-test" => docker::docker_test(rest),
         "run" => docker::run_image(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

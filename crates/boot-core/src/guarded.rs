@@ -580,54 +580,104 @@ impl Dir {
         }
     }
 
-    /// Removes everything inside this directory (iteratively, so depth is not bounded by the stack).
+    /// Removes everything inside this directory, iteratively and with a bounded number of open
+    /// descriptors: a hostile tree may be deeper than the descriptor limit. Ancestors released on the way
+    /// down are re-acquired through `..` and checked by device and inode on the way up. Never crosses
+    /// into another filesystem (a mount point inside is an EXDEV error, nothing below it is touched).
     fn empty_out(self) -> SysResult<()> {
-        let mut stack: Vec<Dir> = vec![self];
-        while let Some(top) = stack.last() {
+        const HELD: usize = 32;
+        struct Level {
+            dir: Option<Dir>,
+            dev: u64,
+            ino: u64,
+            path: PathBuf,
+        }
+        let m = self.meta()?;
+        let mut stack = vec![Level {
+            dev: m.dev,
+            ino: m.ino,
+            path: self.path.clone(),
+            dir: Some(self),
+        }];
+        loop {
+            let top = stack.last().expect("stack is not empty");
+            let dir = top.dir.as_ref().expect("the top level is always held");
             let mut descended = None;
-            for (name, kind) in top.list()? {
+            for (name, kind) in dir.list()? {
                 let is_dir = kind == FileType::Directory
-                    || (kind == FileType::Unknown && top.stat(&name)?.is_some_and(|m| m.is_dir()));
-                if is_dir {
-                    match rustix::fs::unlinkat(top.fd(), name.as_os_str(), AtFlags::REMOVEDIR) {
+                    || (kind == FileType::Unknown && dir.stat(&name)?.is_some_and(|m| m.is_dir()));
+                if !is_dir {
+                    match rustix::fs::unlinkat(dir.fd(), name.as_os_str(), AtFlags::empty()) {
                         Ok(()) | Err(rustix::io::Errno::NOENT) => continue,
-                        Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => {}
-                        Err(e) => return Err(SysError::new("remove", top.child(&name), e)),
-                    }
-                    match open_dir_at(top.fd(), &name, true) {
-                        Ok(fd) => {
-                            descended = Some(Dir::from_fd(fd, top.child(&name)));
-                            break;
-                        }
-                        Err(rustix::io::Errno::NOENT) => continue,
-                        Err(e) => return Err(SysError::new("open", top.child(&name), e)),
-                    }
-                } else {
-                    match rustix::fs::unlinkat(top.fd(), name.as_os_str(), AtFlags::empty()) {
-                        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-                        Err(e) => return Err(SysError::new("remove", top.child(&name), e)),
+                        Err(e) => return Err(SysError::new("remove", dir.child(&name), e)),
                     }
                 }
+                match rustix::fs::unlinkat(dir.fd(), name.as_os_str(), AtFlags::REMOVEDIR) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => continue,
+                    Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(SysError::new("remove", dir.child(&name), e)),
+                }
+                let fd = match open_dir_at(dir.fd(), &name, true) {
+                    Ok(fd) => fd,
+                    Err(rustix::io::Errno::NOENT) => continue,
+                    Err(e) => return Err(SysError::new("open", dir.child(&name), e)),
+                };
+                let child = Dir::from_fd(fd, dir.child(&name));
+                let cm = child.meta()?;
+                if cm.dev != top.dev {
+                    return Err(SysError::new("remove", child.path(), Errno::EXDEV));
+                }
+                descended = Some((child, cm));
+                break;
             }
             match descended {
-                Some(d) => stack.push(d),
+                Some((child, cm)) => {
+                    if stack.len() >= HELD {
+                        let idx = stack.len() - HELD;
+                        stack[idx].dir = None;
+                    }
+                    stack.push(Level {
+                        dev: cm.dev,
+                        ino: cm.ino,
+                        path: child.path.clone(),
+                        dir: Some(child),
+                    });
+                }
                 None => {
                     let done = stack.pop().expect("stack is not empty");
-                    if let Some(parent) = stack.last() {
-                        let name = done
-                            .path
-                            .file_name()
-                            .map(|n| n.to_os_string())
-                            .unwrap_or_default();
-                        match rustix::fs::unlinkat(parent.fd(), name.as_os_str(), AtFlags::REMOVEDIR) {
-                            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-                            Err(e) => return Err(SysError::new("remove", &done.path, e)),
+                    let Some(parent) = stack.last_mut() else {
+                        return Ok(());
+                    };
+                    if parent.dir.is_none() {
+                        let child = done.dir.as_ref().expect("the top level is always held");
+                        let fd = rustix::fs::openat(
+                            child.fd(),
+                            c"..",
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| SysError::new("open", &parent.path, e))?;
+                        let back = Dir::from_fd(fd, parent.path.clone());
+                        let bm = back.meta()?;
+                        if bm.dev != parent.dev || bm.ino != parent.ino {
+                            // The tree was moved under us: stop rather than delete somewhere else.
+                            return Err(SysError::new("remove", &parent.path, Errno::ESTALE));
                         }
+                        parent.dir = Some(back);
+                    }
+                    let pdir = parent.dir.as_ref().expect("re-acquired above");
+                    let name = done
+                        .path
+                        .file_name()
+                        .map(|n| n.to_os_string())
+                        .unwrap_or_default();
+                    match rustix::fs::unlinkat(pdir.fd(), name.as_os_str(), AtFlags::REMOVEDIR) {
+                        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                        Err(e) => return Err(SysError::new("remove", &done.path, e)),
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// The names in this directory (without `.` and `..`), with the type the kernel reported, in byte
@@ -800,6 +850,31 @@ mod tests {
             Entry::Other(FileType::Fifo)
         ));
         assert!(d.read_regular("f", 3).is_err());
+    }
+
+    #[test]
+    fn remove_tree_handles_trees_deeper_than_the_descriptor_budget() {
+        let t = tempfile::tempdir().unwrap();
+        let mut p = t.path().join("deep");
+        std::fs::create_dir(&p).unwrap();
+        // Built relative to the previous level so no path exceeds PATH_MAX.
+        let mut cur = std::fs::File::open(&p).unwrap();
+        for _ in 0..3000 {
+            rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+            std::fs::write(
+                format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&cur)),
+                b"x",
+            )
+            .unwrap();
+            let fd =
+                rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+            cur = std::fs::File::from(fd);
+        }
+        drop(cur);
+        p.pop();
+        let d = anchor(&t);
+        assert!(d.remove_tree(&report(), "deep").unwrap());
+        assert!(!t.path().join("deep").exists());
     }
 
     #[test]

@@ -26,9 +26,10 @@ pub mod wrapper;
 
 pub mod gateway_state;
 pub mod profiles;
-pub mod s6_perms;
-pub mod s6_command;
 pub mod reconcile;
+pub mod s6_command;
+pub mod s6_perms;
 
-pub mod stage2;
+pub mod registrar;
 pub mod s6_slot;
+pub mod stage2;

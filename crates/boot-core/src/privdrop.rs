@@ -28,7 +28,11 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn of(account: &Account) -> Credentials {
-        Credentials { uid: account.uid, gid: account.gid, groups: account.group_set() }
+        Credentials {
+            uid: account.uid,
+            gid: account.gid,
+            groups: account.group_set(),
+        }
     }
 
     /// Sets groups, then gids, then uids. Only async-signal-safe work (plain syscalls, no allocation), so
@@ -49,7 +53,9 @@ impl Credentials {
         let g = nix::unistd::getresgid()?;
         let u = self.uid;
         if [r.real, r.effective, r.saved].iter().any(|x| x.as_raw() != u)
-            || [g.real, g.effective, g.saved].iter().any(|x| x.as_raw() != self.gid)
+            || [g.real, g.effective, g.saved]
+                .iter()
+                .any(|x| x.as_raw() != self.gid)
         {
             return Err(Errno::EPERM);
         }
@@ -70,8 +76,12 @@ pub fn drop_privileges(account: &Account) -> Result<(), SysError> {
     let creds = Credentials::of(account);
     let groups = creds.gid_list();
     let who = Path::new(&account.name);
-    creds.apply(&groups).map_err(|e| SysError::new("drop privileges to", who, e))?;
-    creds.verify().map_err(|e| SysError::new("drop privileges to", who, e))
+    creds
+        .apply(&groups)
+        .map_err(|e| SysError::new("drop privileges to", who, e))?;
+    creds
+        .verify()
+        .map_err(|e| SysError::new("drop privileges to", who, e))
 }
 
 /// How a helper run ended.
@@ -173,7 +183,13 @@ mod tests {
     use std::path::PathBuf;
 
     fn hermes() -> Account {
-        Account { name: "hermes".into(), uid: 10000, gid: 10000, home: PathBuf::from("/opt/data"), member_of: vec![44, 10000] }
+        Account {
+            name: "hermes".into(),
+            uid: 10000,
+            gid: 10000,
+            home: PathBuf::from("/opt/data"),
+            member_of: vec![44, 10000],
+        }
     }
 
     fn is_root() -> bool {
@@ -195,12 +211,19 @@ mod tests {
 
     #[test]
     fn helper_runs_as_runtime_user_with_home_and_groups() {
-        assert!(is_root(), "this test needs root (it drops credentials for real); run the suite as root, as CI does");
+        assert!(
+            is_root(),
+            "this test needs root (it drops credentials for real); run the suite as root, as CI does"
+        );
         let out = command_as_user(
             &RootPrefix::none(),
             &hermes(),
             Path::new("/bin/sh"),
-            &["-c".into(), "echo $(id -u):$(id -g):$(id -G):$HOME:$(pwd); grep -E '^Cap(Eff|Prm)' /proc/self/status".into()],
+            &[
+                "-c".into(),
+                "echo $(id -u):$(id -g):$(id -G):$HOME:$(pwd); grep -E '^Cap(Eff|Prm)' /proc/self/status"
+                    .into(),
+            ],
         )
         .output()
         .unwrap();
@@ -208,23 +231,47 @@ mod tests {
         let first = text.lines().next().unwrap();
         assert_eq!(first, "10000:10000:10000 44:/opt/data:/", "{text}");
         for line in text.lines().skip(1) {
-            assert!(line.ends_with("0000000000000000"), "capabilities left after the drop: {line}");
+            assert!(
+                line.ends_with("0000000000000000"),
+                "capabilities left after the drop: {line}"
+            );
         }
     }
 
     #[test]
     fn helper_exit_and_signal_statuses() {
-        let st = run_as_user(&RootPrefix::none(), &hermes(), Path::new("/bin/sh"), &["-c".into(), "exit 7".into()]);
+        let st = run_as_user(
+            &RootPrefix::none(),
+            &hermes(),
+            Path::new("/bin/sh"),
+            &["-c".into(), "exit 7".into()],
+        );
         assert_eq!(st, RunStatus::Exited(7));
-        let st = run_as_user(&RootPrefix::none(), &hermes(), Path::new("/bin/sh"), &["-c".into(), "kill -9 $$".into()]);
+        let st = run_as_user(
+            &RootPrefix::none(),
+            &hermes(),
+            Path::new("/bin/sh"),
+            &["-c".into(), "kill -9 $$".into()],
+        );
         assert_eq!(st, RunStatus::Signaled(9));
-        let st = run_as_user(&RootPrefix::none(), &hermes(), Path::new("/nonexistent/helper"), &[]);
-        assert!(matches!(st, RunStatus::FailedToStart(ref e) if e.errno == Errno::ENOENT), "{st}");
+        let st = run_as_user(
+            &RootPrefix::none(),
+            &hermes(),
+            Path::new("/nonexistent/helper"),
+            &[],
+        );
+        assert!(
+            matches!(st, RunStatus::FailedToStart(ref e) if e.errno == Errno::ENOENT),
+            "{st}"
+        );
     }
 
     #[test]
     fn fs_identity_creates_files_as_the_user() {
-        assert!(is_root(), "this test needs root; run the suite as root, as CI does");
+        assert!(
+            is_root(),
+            "this test needs root; run the suite as root, as CI does"
+        );
         use std::os::unix::fs::MetadataExt;
         let t = tempfile::tempdir().unwrap();
         std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();

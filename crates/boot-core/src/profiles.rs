@@ -320,83 +320,138 @@ pub struct Profile {
     pub dir: Dir,
 }
 
+/// Why an entry of `H/profiles` is not a profile, for the one warning RP-09 prints about it.
+#[derive(Debug)]
+pub enum ProfileProblem {
+    /// The entry (or `profiles` itself) is a symlink.
+    Symlink(std::path::PathBuf),
+    /// `profiles/default/`: the name belongs to the root profile.
+    Reserved(std::path::PathBuf),
+    /// A name failing RP-10, with the validation message.
+    Invalid(Vec<u8>, String),
+    /// A system error while looking at the entry.
+    Sys(crate::error::SysError),
+}
+
+impl ProfileProblem {
+    /// Prints the problem's warning line.
+    pub fn emit(&self, report: &Report) {
+        match self {
+            ProfileProblem::Symlink(path) => report.warn_refusing("profile", path),
+            ProfileProblem::Reserved(path) => report.warn(format_args!(
+                "ignoring {}/: the name default is reserved for the root profile",
+                display_path(path)
+            )),
+            ProfileProblem::Invalid(name, msg) => {
+                report.warn(format_args!("skipping profile {}: {msg}", display_bytes(name)))
+            }
+            ProfileProblem::Sys(e) => report.warn_err(e),
+        }
+    }
+
+    /// Identifies the problem, so a watcher that rescans can warn once per problem, not once per scan.
+    pub fn key(&self) -> String {
+        match self {
+            ProfileProblem::Symlink(p) => format!("symlink {}", display_path(p)),
+            ProfileProblem::Reserved(p) => format!("reserved {}", display_path(p)),
+            ProfileProblem::Invalid(n, m) => format!("invalid {} {m}", display_bytes(n)),
+            ProfileProblem::Sys(e) => format!("error {e}"),
+        }
+    }
+}
+
+/// One looked-at entry of `H/profiles`; entries that are silently not profiles do not appear.
+#[derive(Debug)]
+pub enum Scanned {
+    Profile(Profile),
+    Problem(ProfileProblem),
+}
+
 /// The profiles of `H/profiles` in byte order of their names (RP-09). Non-directories and directories
 /// without `SOUL.md` are skipped silently; a symlink, `default` and an invalid name each print one warning.
 pub fn list_profiles(home: &Dir, report: &Report) -> Vec<Profile> {
+    scan_profiles(home, |_| {})
+        .into_iter()
+        .filter_map(|s| match s {
+            Scanned::Profile(p) => Some(p),
+            Scanned::Problem(problem) => {
+                problem.emit(report);
+                None
+            }
+        })
+        .collect()
+}
+
+/// RP-09's look at `H/profiles` without printing. `visit` sees every directory entry's descriptor
+/// before its `SOUL.md` is looked for (a watcher adds its watch there, so a `SOUL.md` created right after
+/// the look still produces an event).
+pub fn scan_profiles(home: &Dir, mut visit: impl FnMut(&Dir)) -> Vec<Scanned> {
     let profiles = match home.subdir("profiles") {
         Ok(Entry::Found(d)) => d,
         Ok(Entry::Missing) | Ok(Entry::Other(_)) => return Vec::new(),
         Ok(Entry::Symlink) => {
-            report.warn_refusing("profile", &home.child("profiles"));
-            return Vec::new();
+            return vec![Scanned::Problem(ProfileProblem::Symlink(home.child("profiles")))];
         }
-        Err(e) => {
-            report.warn_err(&e);
-            return Vec::new();
-        }
+        Err(e) => return vec![Scanned::Problem(ProfileProblem::Sys(e))],
     };
+    visit(&profiles);
     let entries = match profiles.list() {
         Ok(v) => v,
-        Err(e) => {
-            report.warn_err(&e);
-            return Vec::new();
-        }
+        Err(e) => return vec![Scanned::Problem(ProfileProblem::Sys(e))],
     };
-    let mut out = Vec::new();
-    for (name, kind) in entries {
-        if let Some(p) = check_entry(&profiles, &name, kind, report) {
-            out.push(p);
-        }
-    }
-    out
+    entries
+        .into_iter()
+        .filter_map(|(name, kind)| check_entry(&profiles, &name, kind, &mut visit))
+        .collect()
 }
 
-fn check_entry(profiles: &Dir, name: &OsString, kind: FileType, report: &Report) -> Option<Profile> {
+fn check_entry(
+    profiles: &Dir,
+    name: &OsString,
+    kind: FileType,
+    visit: &mut impl FnMut(&Dir),
+) -> Option<Scanned> {
     let path = profiles.child(name);
     if kind == FileType::Symlink {
-        report.warn_refusing("profile", &path);
-        return None;
+        return Some(Scanned::Problem(ProfileProblem::Symlink(path)));
     }
     if kind != FileType::Directory && kind != FileType::Unknown {
         return None;
     }
     let dir = match profiles.subdir(name) {
         Ok(Entry::Found(d)) => d,
-        Ok(Entry::Symlink) => {
-            report.warn_refusing("profile", &path);
-            return None;
-        }
+        Ok(Entry::Symlink) => return Some(Scanned::Problem(ProfileProblem::Symlink(path))),
         Ok(_) => return None,
-        Err(e) => {
-            report.warn_err(&e);
-            return None;
-        }
+        Err(e) => return Some(Scanned::Problem(ProfileProblem::Sys(e))),
     };
+    visit(&dir);
     match dir.stat("SOUL.md") {
         Ok(Some(_)) => {}
         Ok(None) => return None,
-        Err(e) => {
-            report.warn_err(&e);
-            return None;
-        }
+        Err(e) => return Some(Scanned::Problem(ProfileProblem::Sys(e))),
     }
     let bytes = name.as_bytes();
     if bytes == DEFAULT_PROFILE.as_bytes() {
-        report.warn(format_args!(
-            "ignoring {}/: the name default is reserved for the root profile",
-            display_path(&path)
-        ));
-        return None;
+        return Some(Scanned::Problem(ProfileProblem::Reserved(path)));
     }
     if let Err(msg) = validate_profile_name(bytes) {
-        report.warn(format_args!("skipping profile {}: {msg}", display_bytes(bytes)));
-        return None;
+        return Some(Scanned::Problem(ProfileProblem::Invalid(bytes.to_vec(), msg)));
     }
-    Some(Profile {
+    Some(Scanned::Profile(Profile {
         // Validated names are ASCII.
         name: String::from_utf8_lossy(bytes).into_owned(),
         dir,
-    })
+    }))
+}
+
+/// A request to keep a profile's gateway unregistered while its directory exists: an entry of this name
+/// in the profile directory (`H` for the root profile). Written by `unregister`, removed by `register`;
+/// root only ever tests for its existence (`fstatat` without following symlinks) and never reads it.
+pub const UNREGISTER_MARKER: &str = ".gateway-unregistered";
+
+/// Whether the profile directory holds an [`UNREGISTER_MARKER`] (an entry of any type counts).
+pub fn unregister_requested(dir: &Dir) -> crate::error::SysResult<bool> {
+    Ok(dir.stat(UNREGISTER_MARKER)?.is_some())
 }
 
 #[cfg(test)]

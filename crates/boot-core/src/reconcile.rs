@@ -22,12 +22,14 @@ use crate::gateway_state::{
 use crate::guarded::{euid, gid, uid, Dir, Entry};
 use crate::profiles::{
     is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
-    truthy_t2, validate_profile_name, DEFAULT_PROFILE,
+    truthy_t2, unregister_requested, validate_profile_name, DEFAULT_PROFILE, UNREGISTER_MARKER,
 };
 use crate::report::{display_path, Report};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
-use crate::s6_slot::{install_slot, is_leftover_name, old_name, slot_name, Publish, SlotError, SlotSpec};
+use crate::s6_slot::{
+    install_slot, is_leftover_name, old_name, slot_name, Publish, SlotError, SlotOwnership, SlotSpec,
+};
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
 pub const DEFAULT_SCANDIR: &str = "/run/service";
@@ -35,6 +37,11 @@ pub const ENV_HOME: &str = "HERMES_HOME";
 pub const DEFAULT_HOME: &str = "/opt/data";
 pub const ENV_MULTIPLEX: &str = "GATEWAY_MULTIPLEX_PROFILES";
 pub const ENV_NO_SUPERVISE: &str = "HERMES_GATEWAY_NO_SUPERVISE";
+/// `HERMES_GATEWAY_SLOTS`: `user-owned` restores RP-01/RP-11 ownership (B15); anything else is root-owned.
+pub const ENV_SLOTS: &str = "HERMES_GATEWAY_SLOTS";
+/// Serialises everything that changes slots (boot, the registrar, root's register/unregister): a slot is
+/// built under a fixed staging name, so two builders must never overlap. s6-svscan ignores dot-names.
+pub const LOCK_NAME: &str = ".profile-registrar.lock";
 
 /// Boot log rotation threshold (RP-16).
 pub const BOOT_LOG_ROTATE_AT: u64 = 262_144;
@@ -43,11 +50,32 @@ const BOOT_LOG_OLD: &str = "container-boot.log.1";
 /// Runtime files a previous container left behind (RP-08).
 const STALE_FILES: [&str; 2] = ["gateway.pid", "processes.json"];
 
-/// Where things are, from the environment (in-container paths).
+/// Who owns the scan directory and the gateway slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotMode {
+    /// The default: the scan directory and every slot are root's; the runtime user controls its gateways
+    /// through the slots' supervise skeleton and registers them through the registrar.
+    RootOwned,
+    /// `HERMES_GATEWAY_SLOTS=user-owned`: RP-01 and RP-11 as upstream; the runtime user can gain root.
+    UserOwned,
+}
+
+impl SlotMode {
+    /// The value of `HERMES_GATEWAY_SLOTS` (trimmed, case-insensitive).
+    pub fn from_value(v: Option<&OsStr>) -> SlotMode {
+        match v.and_then(|v| v.to_str()).map(|v| v.trim().to_ascii_lowercase()) {
+            Some(v) if v == "user-owned" => SlotMode::UserOwned,
+            _ => SlotMode::RootOwned,
+        }
+    }
+}
+
+/// Where things are, from the environment (in-container paths), and who owns the slots.
 #[derive(Debug, Clone)]
 pub struct Places {
     pub scandir: PathBuf,
     pub home: PathBuf,
+    pub slot_mode: SlotMode,
 }
 
 impl Places {
@@ -61,6 +89,7 @@ impl Places {
         Places {
             scandir: pick(ENV_SCANDIR, DEFAULT_SCANDIR),
             home: pick(ENV_HOME, DEFAULT_HOME),
+            slot_mode: SlotMode::from_value(std::env::var_os(ENV_SLOTS).as_deref()),
         }
     }
 }
@@ -88,6 +117,94 @@ fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
 /// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
 fn owner_for(account: &Account) -> Option<(u32, u32)> {
     (euid() == 0).then_some((account.uid, account.gid))
+}
+
+/// The owners of the slots this process builds.
+pub fn ownership_for(account: &Account, mode: SlotMode) -> SlotOwnership {
+    if euid() != 0 {
+        return SlotOwnership::User(None);
+    }
+    match mode {
+        SlotMode::RootOwned => SlotOwnership::Root { group: account.gid },
+        SlotMode::UserOwned => SlotOwnership::User(Some((account.uid, account.gid))),
+    }
+}
+
+/// Takes the slot lock of [`LOCK_NAME`] (blocking); released when the descriptor is dropped, also when
+/// the process dies.
+pub fn lock_scandir(scandir: &Dir) -> Result<rustix::fd::OwnedFd, SysError> {
+    let path = scandir.child(LOCK_NAME);
+    let fd = rustix::fs::openat(
+        scandir.fd(),
+        LOCK_NAME,
+        // Read-only: flock needs no more, and with user-owned slots the runtime user opens the file root
+        // created.
+        OFlags::RDONLY
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| SysError::new("open", &path, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", &path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(SysError::new("lock", &path, nix::errno::Errno::EINVAL));
+    }
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| SysError::new("lock", &path, e))?;
+    Ok(fd)
+}
+
+/// The profile directory of `profile` (H for the root profile), opened without following symlinks.
+/// `Ok(None)`: absent, or not a directory.
+pub fn open_profile_dir(root: &RootPrefix, home: &Path, profile: &str) -> Result<Option<Dir>, SysError> {
+    let h = match Dir::open_anchor(root, home)? {
+        Entry::Found(d) => d,
+        Entry::Symlink => {
+            return Err(SysError::new("open", home, nix::errno::Errno::ELOOP));
+        }
+        _ => return Ok(None),
+    };
+    if profile == DEFAULT_PROFILE {
+        return Ok(Some(h));
+    }
+    let profiles = match h.subdir("profiles")? {
+        Entry::Found(d) => d,
+        Entry::Symlink => {
+            return Err(SysError::new(
+                "open",
+                h.child("profiles"),
+                nix::errno::Errno::ELOOP,
+            ))
+        }
+        _ => return Ok(None),
+    };
+    match profiles.subdir(profile)? {
+        Entry::Found(d) => Ok(Some(d)),
+        Entry::Symlink => Err(SysError::new(
+            "open",
+            profiles.child(profile),
+            nix::errno::Errno::ELOOP,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Records `unregister`'s request in the profile directory ([`UNREGISTER_MARKER`]), so neither the
+/// registrar nor the next boot gives the profile a slot while its directory exists.
+pub fn record_unregister_request(
+    dir: &Dir,
+    report: &Report,
+    owner: Option<(u32, u32)>,
+) -> Result<(), SysError> {
+    create_exclusive(dir, report, OsStr::new(UNREGISTER_MARKER), b"", 0o644, owner).map(|_| ())
+}
+
+/// Withdraws an `unregister` request (`register`).
+pub fn clear_unregister_request(dir: &Dir, report: &Report) -> Result<(), SysError> {
+    dir.unlink(report, UNREGISTER_MARKER).map(|_| ())
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -118,13 +235,31 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
         return 1;
     };
     let owner = owner_for(&account);
-    let scandir = prepare_scandir(root, report, &places.scandir, owner);
+    if places.slot_mode == SlotMode::UserOwned {
+        report.warn(format_args!(
+            "{ENV_SLOTS}=user-owned: the scan directory and the gateway slots are writable by {}, and \
+             s6-supervise runs their scripts as root, so {} can gain root — continuing",
+            account.name, account.name
+        ));
+    }
+    let ownership = ownership_for(&account, places.slot_mode);
+    let scandir = prepare_scandir(root, report, &places.scandir, places.slot_mode, owner);
 
     let argv = read_container_argv(root);
     if is_dashboard_container(&argv) {
         report.info("skipping (dashboard container — does not need per-profile gateways)");
         return 0;
     }
+    let _lock = match (&scandir, report.dry_run()) {
+        (Some(s), false) => match lock_scandir(s) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                report.warn_err(&e);
+                None
+            }
+        },
+        _ => None,
+    };
 
     let home = open_home(root, report, &places.home);
     let multiplex = multiplex_flag(std::env::var_os(ENV_MULTIPLEX).as_deref(), home.as_ref(), report);
@@ -156,13 +291,19 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
         started,
         prior_exit,
     };
-    if publish(scandir.as_ref(), report, &default, owner, &account.name) {
+    let default_unregistered = home
+        .as_ref()
+        .is_some_and(|h| unregistered(h, report, DEFAULT_PROFILE));
+    if !default_unregistered && publish(scandir.as_ref(), report, &default, ownership, &account.name) {
         actions.push(default);
     }
 
     // RP-09: named profiles.
     if let Some(h) = &home {
         for p in list_profiles(h, report) {
+            if unregistered(&p.dir, report, &p.name) {
+                continue;
+            }
             let prior = read_prior_state(&p.dir, report);
             let action = Action {
                 started: !multiplex && is_running(&prior),
@@ -171,7 +312,7 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
                 profile: p.name,
             };
             remove_stale_runtime_files(&p.dir, report);
-            if publish(scandir.as_ref(), report, &action, owner, &account.name) {
+            if publish(scandir.as_ref(), report, &action, ownership, &account.name) {
                 actions.push(action);
             }
         }
@@ -180,12 +321,33 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
     0
 }
 
-/// RP-01: sweep leftovers of interrupted builds, then hand the scan directory and s6-svscan's control
-/// FIFO and lock to the runtime user (B15: it registers slots at run time).
+/// Whether `unregister` asked to keep this profile without a slot; says so once when it did.
+fn unregistered(dir: &Dir, report: &Report, profile: &str) -> bool {
+    match unregister_requested(dir) {
+        Ok(false) => false,
+        Ok(true) => {
+            report.info(format_args!(
+                "skipping profile {profile}: unregistered on request ({} exists; `register {profile}` \
+                 withdraws it)",
+                display_path(&dir.child(UNREGISTER_MARKER))
+            ));
+            true
+        }
+        Err(e) => {
+            report.warn_err(&e);
+            false
+        }
+    }
+}
+
+/// RP-01: sweep leftovers of interrupted builds. With user-owned slots, hand the scan directory and
+/// s6-svscan's control FIFO and lock to the runtime user (B15: it registers slots itself). With root-owned
+/// slots, make sure none of them is the runtime user's or writable by it.
 fn prepare_scandir(
     root: &RootPrefix,
     report: &Report,
     path: &Path,
+    mode: SlotMode,
     owner: Option<(u32, u32)>,
 ) -> Option<Dir> {
     let scandir = match Dir::open_anchor(root, path) {
@@ -219,26 +381,54 @@ fn prepare_scandir(
         }
         Err(e) => report.warn_err(&e),
     }
-    if let Some(owner) = owner {
-        if let Err(e) = scandir.chown_self(report, owner) {
+    let Some(user_owner) = owner else {
+        return Some(scandir);
+    };
+    let owner = match mode {
+        SlotMode::UserOwned => user_owner,
+        SlotMode::RootOwned => (0, 0),
+    };
+    if let Err(e) = scandir.chown_self(report, owner) {
+        report.warn_err(&e);
+    }
+    if mode == SlotMode::RootOwned {
+        let result = scandir.meta().and_then(|m| {
+            if m.perm & 0o022 != 0 {
+                scandir.chmod_self(report, m.perm & !0o022).map(|_| ())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
             report.warn_err(&e);
         }
-        match scandir.subdir(".s6-svscan") {
-            Ok(Entry::Found(ctl)) => {
-                for name in ["control", "lock"] {
-                    let result = ctl.stat(name).and_then(|m| match m {
-                        Some(m) => ctl.chown_entry(report, OsStr::new(name), &m, owner, owner.0),
-                        None => Ok(false),
-                    });
-                    if let Err(e) = result {
-                        report.warn_err(&e);
-                    }
+    }
+    match scandir.subdir(".s6-svscan") {
+        Ok(Entry::Found(ctl)) => {
+            if mode == SlotMode::RootOwned {
+                if let Err(e) = ctl.chown_self(report, owner) {
+                    report.warn_err(&e);
                 }
             }
-            Ok(Entry::Symlink) => report.warn_refusing("chown", &scandir.child(".s6-svscan")),
-            Ok(_) => {}
-            Err(e) => report.warn_err(&e),
+            for name in ["control", "lock"] {
+                let result = ctl.stat(name).and_then(|m| match m {
+                    Some(m) if !m.is_symlink() => {
+                        ctl.chown_entry(report, OsStr::new(name), &m, owner, user_owner.0)
+                    }
+                    Some(_) => {
+                        report.warn_refusing("chown", &ctl.child(name));
+                        Ok(false)
+                    }
+                    None => Ok(false),
+                });
+                if let Err(e) = result {
+                    report.warn_err(&e);
+                }
+            }
         }
+        Ok(Entry::Symlink) => report.warn_refusing("chown", &scandir.child(".s6-svscan")),
+        Ok(_) => {}
+        Err(e) => report.warn_err(&e),
     }
     Some(scandir)
 }
@@ -324,7 +514,7 @@ fn publish(
     scandir: Option<&Dir>,
     report: &Report,
     action: &Action,
-    owner: Option<(u32, u32)>,
+    ownership: SlotOwnership,
     user: &str,
 ) -> bool {
     let Some(scandir) = scandir else {
@@ -333,7 +523,7 @@ fn publish(
     let spec = SlotSpec {
         profile: &action.profile,
         start: action.started,
-        owner,
+        ownership,
         runtime_user: user,
     };
     match install_slot(scandir, report, &spec, Publish::Replace) {
@@ -528,6 +718,9 @@ const SVWAIT_LIMIT: Duration = Duration::from_secs(15);
 const SVOK_POLL: Duration = Duration::from_millis(50);
 const SVOK_LIMIT: Duration = Duration::from_secs(5);
 
+/// `register`/`unregister` gave up waiting for the registrar.
+pub const EXIT_TIMEOUT: u8 = 4;
+
 /// Validates a profile name given on the command line; prints the error and returns `None` when invalid.
 fn validated(profile: &OsStr) -> Option<String> {
     match validate_profile_name(profile.as_bytes()) {
@@ -539,7 +732,7 @@ fn validated(profile: &OsStr) -> Option<String> {
     }
 }
 
-fn open_scandir(root: &RootPrefix, path: &Path) -> Result<Option<Dir>, String> {
+pub(crate) fn open_scandir(root: &RootPrefix, path: &Path) -> Result<Option<Dir>, String> {
     match Dir::open_anchor(root, path) {
         Ok(Entry::Found(d)) => Ok(Some(d)),
         Ok(Entry::Missing) => Ok(None),
@@ -553,11 +746,32 @@ fn open_scandir(root: &RootPrefix, path: &Path) -> Result<Option<Dir>, String> {
 }
 
 /// The host path of a scandir entry, for the s6 tools (which run on the real filesystem).
-fn host(root: &RootPrefix, p: &Path) -> OsString {
+pub(crate) fn host(root: &RootPrefix, p: &Path) -> OsString {
     root.path(p).into_os_string()
 }
 
-/// RP-18 `register <profile> [--down]`; returns the exit code (0, 1, 2 or 3).
+/// Whether this process changes slots itself: root does; the runtime user does only where it can write
+/// the scan directory (user-owned slots). Otherwise `register`/`unregister` are requests to the registrar.
+fn acts_directly(scandir: &Dir) -> bool {
+    euid() == 0
+        || rustix::fs::accessat(
+            scandir.fd(),
+            ".",
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_ok()
+}
+
+/// `s6-svscanctl -a <S>`: have s6-svscan look for new slots now.
+pub(crate) fn rescan(root: &RootPrefix, scan: &Path) -> crate::s6_command::ToolResult {
+    let scan = host(root, scan);
+    run_tool(root, "s6-svscanctl", &[OsStr::new("-a"), &scan], SVSCANCTL_LIMIT)
+}
+
+/// RP-18 `register <profile> [--down]`; returns the exit code (0, 1, 2, 3 or 4). As root (or where the
+/// runtime user owns the scan directory) the slot is built here; otherwise the request goes to the
+/// registrar ([`crate::registrar::request_register`]).
 pub fn run_register(
     root: &RootPrefix,
     report: &Report,
@@ -565,6 +779,7 @@ pub fn run_register(
     places: &Places,
     profile: &OsStr,
     down: bool,
+    timeout: Duration,
 ) -> u8 {
     let Some(profile) = validated(profile) else {
         return 2;
@@ -583,6 +798,29 @@ pub fn run_register(
             return 1;
         }
     };
+    if !acts_directly(&scandir) {
+        return crate::registrar::request_register(root, report, places, &scandir, &profile, down, timeout);
+    }
+    let _lock = if report.dry_run() {
+        None
+    } else {
+        match lock_scandir(&scandir) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                error_line(e);
+                return 1;
+            }
+        }
+    };
+    match open_profile_dir(root, &places.home, &profile) {
+        Ok(Some(dir)) => {
+            if let Err(e) = clear_unregister_request(&dir, report) {
+                report.warn_err(&e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => report.warn_err(&e),
+    }
     let slot = scandir.child(slot_name(&profile));
     let already = || {
         error_line(format_args!(
@@ -593,7 +831,7 @@ pub fn run_register(
     let spec = SlotSpec {
         profile: &profile,
         start: !down,
-        owner: owner_for(&account),
+        ownership: ownership_for(&account, places.slot_mode),
         runtime_user: &account.name,
     };
     match install_slot(&scandir, report, &spec, Publish::NoReplace) {
@@ -616,8 +854,7 @@ pub fn run_register(
         );
         return 0;
     }
-    let scan = host(root, &places.scandir);
-    let r = run_tool(root, "s6-svscanctl", &[OsStr::new("-a"), &scan], SVSCANCTL_LIMIT);
+    let r = rescan(root, &places.scandir);
     if !r.success() {
         let _ = scandir.remove_tree(report, slot_name(&profile));
         error_line(format_args!("s6-svscanctl failed: {}", r.describe()));
@@ -631,8 +868,18 @@ fn warn_tool(report: &Report, what: &str, r: &crate::s6_command::ToolResult) {
     report.warn(format_args!("{what} failed: {} — continuing", r.describe()));
 }
 
-/// RP-19 `unregister <profile>`; returns the exit code (0, 1 or 2).
-pub fn run_unregister(root: &RootPrefix, report: &Report, places: &Places, profile: &OsStr) -> u8 {
+/// RP-19 `unregister <profile>`; returns the exit code (0, 1, 2 or 4). As root (or where the runtime user
+/// owns the scan directory) the slot is removed here; otherwise the request goes to the registrar
+/// ([`crate::registrar::request_unregister`]). While the profile directory exists, the request is recorded
+/// in it, so the registrar and the next boot leave the profile without a slot.
+pub fn run_unregister(
+    root: &RootPrefix,
+    report: &Report,
+    user: &str,
+    places: &Places,
+    profile: &OsStr,
+    timeout: Duration,
+) -> u8 {
     let Some(profile) = validated(profile) else {
         return 2;
     };
@@ -647,10 +894,34 @@ pub fn run_unregister(root: &RootPrefix, report: &Report, places: &Places, profi
             return 1;
         }
     };
+    if !acts_directly(&scandir) {
+        return crate::registrar::request_unregister(root, report, places, &scandir, &profile, timeout);
+    }
+    let _lock = if report.dry_run() {
+        None
+    } else {
+        match lock_scandir(&scandir) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                error_line(e);
+                return 1;
+            }
+        }
+    };
+    // The marker is the runtime user's, like the directory it lies in.
+    let owner = lookup(root, user).ok().flatten().and_then(|a| owner_for(&a));
+    match open_profile_dir(root, &places.home, &profile) {
+        Ok(Some(dir)) => {
+            if let Err(e) = record_unregister_request(&dir, report, owner) {
+                report.warn_err(&e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => report.warn_err(&e),
+    }
     let name = slot_name(&profile);
-    let old = old_name(&profile);
     let slot_path = scandir.child(&name);
-    let old_path = scandir.child(&old);
+    let old_path = scandir.child(old_name(&profile));
     let meta = match scandir.stat(&name) {
         Ok(Some(m)) => m,
         Ok(None) => {
@@ -662,11 +933,8 @@ pub fn run_unregister(root: &RootPrefix, report: &Report, places: &Places, profi
             return 1;
         }
     };
-    // The s6 tools resolve paths by name: only a real directory is handed to them, never a symlink the
-    // runtime user planted in the scan directory.
-    let supervised_dir = meta.is_dir();
     if report.dry_run() {
-        if supervised_dir {
+        if meta.is_dir() {
             report.would(
                 "run",
                 Path::new("/command/s6-svc"),
@@ -691,70 +959,131 @@ pub fn run_unregister(root: &RootPrefix, report: &Report, places: &Places, profi
         report.would("remove", &old_path, "");
         return 0;
     }
-    let slot_host = host(root, &slot_path);
-    if supervised_dir {
-        let r = run_tool(root, "s6-svc", &[OsStr::new("-d"), &slot_host], SVC_LIMIT);
-        if !r.success() {
-            warn_tool(report, &format!("s6-svc -d {}", display_path(&slot_path)), &r);
+    match retire_slots(
+        root,
+        report,
+        &scandir,
+        &places.scandir,
+        std::slice::from_ref(&profile),
+    )
+    .into_iter()
+    .next()
+    {
+        Some((_, Err(e))) => {
+            error_line(e);
+            1
         }
-        let r = run_tool(
-            root,
-            "s6-svwait",
-            &[
-                OsStr::new("-D"),
-                OsStr::new("-t"),
-                OsStr::new("10000"),
-                &slot_host,
-            ],
-            SVWAIT_LIMIT,
-        );
+        _ => {
+            report.info(format_args!("unregistered gateway-{profile}"));
+            0
+        }
+    }
+}
+
+/// The RP-19 sequence for a set of slots at once: stop them, wait until they are down, move them out of
+/// the scan's sight, have s6-svscan drop their supervisors, wait until those are gone, remove the trees.
+/// Each failed s6 step warns and the sequence continues. Returns, per slot that existed, whether it was
+/// removed.
+pub(crate) fn retire_slots(
+    root: &RootPrefix,
+    report: &Report,
+    scandir: &Dir,
+    scan_path: &Path,
+    profiles: &[String],
+) -> Vec<(String, Result<(), SysError>)> {
+    let mut out = Vec::new();
+    // (profile, supervised directory?) of each slot present.
+    let mut present = Vec::new();
+    for p in profiles {
+        match scandir.stat(slot_name(p)) {
+            Ok(Some(m)) => present.push((p.clone(), m.is_dir())),
+            Ok(None) => {}
+            Err(e) => out.push((p.clone(), Err(e))),
+        }
+    }
+    // The s6 tools resolve paths by name: only a real directory is handed to them, never a symlink
+    // planted in the scan directory.
+    let supervised: Vec<(String, OsString)> = present
+        .iter()
+        .filter(|(_, dir)| *dir)
+        .map(|(p, _)| (p.clone(), host(root, &scandir.child(slot_name(p)))))
+        .collect();
+    for (p, slot) in &supervised {
+        let r = run_tool(root, "s6-svc", &[OsStr::new("-d"), slot], SVC_LIMIT);
         if !r.success() {
-            warn_tool(report, &format!("s6-svwait -D {}", display_path(&slot_path)), &r);
+            warn_tool(
+                report,
+                &format!("s6-svc -d {}", display_path(&scandir.child(slot_name(p)))),
+                &r,
+            );
+        }
+    }
+    if !supervised.is_empty() {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("-D"), OsStr::new("-t"), OsStr::new("10000")];
+        args.extend(supervised.iter().map(|(_, s)| s.as_os_str()));
+        let r = run_tool(root, "s6-svwait", &args, SVWAIT_LIMIT);
+        if !r.success() {
+            let first = display_path(&scandir.child(slot_name(&supervised[0].0)));
+            let what = if supervised.len() == 1 {
+                format!("s6-svwait -D {first}")
+            } else {
+                format!("s6-svwait -D {first} (and {} more)", supervised.len() - 1)
+            };
+            warn_tool(report, &what, &r);
         }
     }
     // Out of the scan's sight before anything is removed, so no rescan can supervise a partial slot.
-    if let Err(e) = scandir.remove_tree(report, &old) {
-        error_line(e);
-        return 1;
+    let mut moved = Vec::new();
+    for (p, was_dir) in &present {
+        let (name, old) = (slot_name(p), old_name(p));
+        let result = scandir.remove_tree(report, &old).map(|_| ()).and_then(|()| {
+            rustix::fs::renameat(scandir.fd(), &name, scandir.fd(), &old)
+                .map_err(|e| SysError::new("rename", scandir.child(&name), e))
+        });
+        match result {
+            Ok(()) => moved.push((p.clone(), *was_dir)),
+            Err(e) => out.push((p.clone(), Err(e))),
+        }
     }
-    if let Err(e) = rustix::fs::renameat(scandir.fd(), &name, scandir.fd(), &old) {
-        error_line(SysError::new("rename", &slot_path, e));
-        return 1;
+    if moved.is_empty() {
+        return out;
     }
-    let scan = host(root, &places.scandir);
+    let scan = host(root, scan_path);
     let r = run_tool(root, "s6-svscanctl", &[OsStr::new("-an"), &scan], SVSCANCTL_LIMIT);
     if !r.success() {
         warn_tool(
             report,
-            &format!("s6-svscanctl -an {}", display_path(&places.scandir)),
+            &format!("s6-svscanctl -an {}", display_path(scan_path)),
             &r,
         );
     }
-    if supervised_dir {
-        let old_host = host(root, &old_path);
-        let deadline = std::time::Instant::now() + SVOK_LIMIT;
-        loop {
-            // s6-svok: 0 supervised, 1 not supervised, anything else an error.
-            let r = run_tool(root, "s6-svok", &[&old_host], SVOK_LIMIT);
-            if r.code() == Some(1) {
-                break;
-            }
-            if std::time::Instant::now() >= deadline {
+    let deadline = std::time::Instant::now() + SVOK_LIMIT;
+    let mut waiting: Vec<&String> = moved.iter().filter(|(_, d)| *d).map(|(p, _)| p).collect();
+    while !waiting.is_empty() {
+        // s6-svok: 0 supervised, 1 not supervised, anything else an error.
+        waiting.retain(|p| {
+            let old_host = host(root, &scandir.child(old_name(p)));
+            run_tool(root, "s6-svok", &[&old_host], SVOK_LIMIT).code() != Some(1)
+        });
+        if waiting.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            for p in &waiting {
                 report.warn(format_args!(
                     "s6-supervise of {} did not exit within 5 s — continuing",
-                    display_path(&old_path)
+                    display_path(&scandir.child(old_name(p)))
                 ));
-                break;
             }
-            std::thread::sleep(SVOK_POLL);
+            break;
         }
+        std::thread::sleep(SVOK_POLL);
     }
-    if let Err(e) = scandir.remove_tree(report, &old) {
-        error_line(e);
-        return 1;
+    for (p, _) in moved {
+        let result = scandir.remove_tree(report, old_name(&p)).map(|_| ());
+        out.push((p, result));
     }
-    report.info(format_args!("unregistered gateway-{profile}"));
-    0
+    out
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! building a complete slot under a dot-prefixed staging name (which s6-svscan ignores), and publishing it
 //! with one atomic rename so a scan never sees a half-built slot.
 //!
-//! Everything is done through the scan directory's descriptor: the directory is writable by the runtime
-//! user (B15), so no path below it is ever resolved by name from outside. The owner of every entry is a
-//! parameter ([`SlotSpec::owner`]): today the runtime user's, later possibly root's.
+//! Everything is done through the scan directory's descriptor, so no path below it is ever resolved by
+//! name from outside (with `HERMES_GATEWAY_SLOTS=user-owned` the directory is writable by the runtime
+//! user). Who owns a slot is [`SlotOwnership`]: root by default — s6-supervise runs the slot's scripts as
+//! root, so nothing in a slot may be writable by the runtime user — or the runtime user (RP-11 as
+//! upstream, B15).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -40,6 +42,19 @@ pub fn is_leftover_name(name: &[u8]) -> bool {
 // RP-13 … RP-15 scripts
 
 const SHEBANG: &str = "#!/command/with-contenv sh\n";
+/// Scripts that start as root name their interpreter and the privilege drop by absolute path: the
+/// container environment's `PATH` lists `/opt/data/.local/bin`, which the runtime user writes, before
+/// `/bin`, so a bare `sh` or `s6-setuidgid` would run the runtime user's program as root.
+const ROOT_SHEBANG: &str = "#!/command/with-contenv /bin/sh\n";
+const SETUIDGID: &str = "/command/s6-setuidgid";
+
+fn shebang(as_root: bool) -> &'static str {
+    if as_root {
+        ROOT_SHEBANG
+    } else {
+        SHEBANG
+    }
+}
 
 /// The gateway command of a profile; the root profile never gets `-p default`.
 fn gateway_command(profile: &str) -> String {
@@ -50,17 +65,17 @@ fn gateway_command(profile: &str) -> String {
     }
 }
 
-/// RP-13. `as_root`: the scripts are owned by uid 0, so the command drops to the runtime user explicitly
-/// with `s6-setuidgid`. Scripts owned by the runtime user exec `hermes` directly, as upstream: `hermes` is
-/// the exec shim, which drops root itself (MW-12).
+/// RP-13. `as_root`: the scripts are owned by uid 0 and run as root, so the command drops to the runtime
+/// user explicitly with `/command/s6-setuidgid`. Scripts owned by the runtime user exec `hermes` directly,
+/// as upstream: `hermes` is the exec shim, which drops root itself (MW-12).
 pub fn render_run(profile: &str, as_root: bool, runtime_user: &str) -> String {
     let cmd = gateway_command(profile);
     let exec = if as_root {
-        format!("exec s6-setuidgid {runtime_user} {cmd}\n")
+        format!("exec {SETUIDGID} {runtime_user} {cmd}\n")
     } else {
         format!("exec {cmd}\n")
     };
-    let mut s = String::from(SHEBANG);
+    let mut s = String::from(shebang(as_root));
     s.push_str("set -e\n");
     s.push_str("export HOME=/opt/data\n");
     s.push_str("cd /opt/data\n");
@@ -71,8 +86,8 @@ pub fn render_run(profile: &str, as_root: bool, runtime_user: &str) -> String {
 }
 
 /// RP-14: exit 125 (s6: do not restart) after a fatal configuration error (78) or a clean stop (0).
-pub fn render_finish() -> String {
-    let mut s = String::from(SHEBANG);
+pub fn render_finish(as_root: bool) -> String {
+    let mut s = String::from(shebang(as_root));
     s.push_str("# $1: exit code of run (256 when killed by a signal).\n");
     s.push_str("# 78 is a fatal configuration error and 0 a clean stop; restarting after either only\n");
     s.push_str("# repeats it (reconnect storms). 125 tells s6-supervise not to restart.\n");
@@ -86,11 +101,11 @@ pub fn render_finish() -> String {
 /// RP-15: s6-log into `$HERMES_HOME/logs/gateways/<p>` (resolved when the script runs).
 pub fn render_log_run(profile: &str, as_root: bool, runtime_user: &str) -> String {
     let drop = if as_root {
-        format!("s6-setuidgid {runtime_user} ")
+        format!("{SETUIDGID} {runtime_user} ")
     } else {
         String::new()
     };
-    let mut s = String::from(SHEBANG);
+    let mut s = String::from(shebang(as_root));
     s.push_str("set -e\n");
     s.push_str("HERMES_HOME=\"${HERMES_HOME:-/opt/data}\"\n");
     s.push_str(&format!("dir=\"$HERMES_HOME/logs/gateways/{profile}\"\n"));
@@ -103,6 +118,52 @@ pub fn render_log_run(profile: &str, as_root: bool, runtime_user: &str) -> Strin
 // ---------------------------------------------------------------------------------------------------
 // RP-11 build
 
+/// Root-owned slots: `supervise/` — the runtime group may enter it (to reach `control`, `status`, `lock`)
+/// but neither list nor create anything (s6-svperms' layout).
+pub const ROOT_SUPERVISE_MODE: u32 = 0o710;
+/// Root-owned slots: `supervise/control` — the runtime group may write commands (`s6-svc`).
+pub const ROOT_CONTROL_MODE: u32 = 0o620;
+/// Root-owned slots: `event/` and `supervise/event/`. Not writable by the runtime group, unlike
+/// `s6-svperms -E`: s6-supervise notifies subscribers by opening every `ftrig1*` entry of these
+/// directories for writing, as root and following symlinks, so a group member could plant a symlink there
+/// and have root write an event byte over the first byte of any file (the container environment's `PATH`,
+/// for one, which turns into a root shell). The price: `s6-svwait` and `s6-svc -w…` need root;
+/// `s6-svstat` polling does the same job for the runtime user.
+pub const ROOT_EVENT_MODE: u32 = 0o710;
+/// Runtime-user slots (RP-11 as upstream): `event/`, `supervise/event/`.
+pub const USER_EVENT_MODE: u32 = 0o3730;
+
+/// Who owns a slot's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotOwnership {
+    /// Directories and files root:root, nothing writable by the runtime user; the supervise skeleton
+    /// `root:<group>` with the `ROOT_*` modes, so the runtime group can run `s6-svc`, `s6-svstat` and
+    /// `s6-svok`. The default.
+    Root { group: u32 },
+    /// Every entry `u:g` (`Some`) or the caller's (`None`, not running as root): RP-11 as upstream, which
+    /// lets the runtime user gain root (B15). `HERMES_GATEWAY_SLOTS=user-owned`.
+    User(Option<(u32, u32)>),
+}
+
+impl SlotOwnership {
+    /// Owner of the slot's directories and files.
+    fn files(self) -> Option<(u32, u32)> {
+        match self {
+            SlotOwnership::Root { .. } => Some((0, 0)),
+            SlotOwnership::User(o) => o,
+        }
+    }
+
+    /// Whether a published slot's top directory has the owner this layout gives it (a slot built under
+    /// the other layout is replaced by the registrar).
+    pub fn matches(self, slot: &crate::guarded::Meta) -> bool {
+        match self.files() {
+            Some((u, g)) => slot.uid == u && slot.gid == g,
+            None => true,
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct SlotSpec<'a> {
@@ -110,8 +171,8 @@ pub struct SlotSpec<'a> {
     pub profile: &'a str,
     /// Without `down`, s6-supervise starts the service as soon as it supervises the slot.
     pub start: bool,
-    /// Owner of every entry; `None` keeps the caller's identity (not running as root).
-    pub owner: Option<(u32, u32)>,
+    /// Owner of every entry.
+    pub ownership: SlotOwnership,
     /// Name given to `s6-setuidgid` when the scripts are root's.
     pub runtime_user: &'a str,
 }
@@ -119,7 +180,7 @@ pub struct SlotSpec<'a> {
 impl SlotSpec<'_> {
     /// Whether the scripts will be owned by uid 0 (RP-13's `exec` rule).
     pub fn scripts_are_roots(&self) -> bool {
-        match self.owner {
+        match self.ownership.files() {
             Some((u, _)) => u == 0,
             None => euid() == 0,
         }
@@ -179,13 +240,24 @@ fn mkfifo_new(dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> Sy
     chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))
 }
 
-/// The supervise skeleton of RP-11: made before s6-supervise runs so that the runtime user (its owner)
-/// can use `s6-svc`/`s6-svstat`/`s6-svwait` on the service; s6-supervise reuses what it finds.
-fn make_skeleton(dir: &Dir, owner: Option<(u32, u32)>) -> SysResult<()> {
-    mkdir_new(dir, "event", 0o3730, owner)?;
-    let sup = mkdir_new(dir, "supervise", 0o755, owner)?;
-    mkdir_new(&sup, "event", 0o3730, owner)?;
-    mkfifo_new(&sup, "control", 0o660, owner)
+/// The supervise skeleton of RP-11: made before s6-supervise runs (s6-supervise reuses what it finds), so
+/// the runtime user can control the service from the first moment the slot is published.
+fn make_skeleton(dir: &Dir, ownership: SlotOwnership) -> SysResult<()> {
+    match ownership {
+        SlotOwnership::Root { group } => {
+            let owner = Some((0, group));
+            mkdir_new(dir, "event", ROOT_EVENT_MODE, owner)?;
+            let sup = mkdir_new(dir, "supervise", ROOT_SUPERVISE_MODE, owner)?;
+            mkdir_new(&sup, "event", ROOT_EVENT_MODE, owner)?;
+            mkfifo_new(&sup, "control", ROOT_CONTROL_MODE, owner)
+        }
+        SlotOwnership::User(owner) => {
+            mkdir_new(dir, "event", USER_EVENT_MODE, owner)?;
+            let sup = mkdir_new(dir, "supervise", 0o755, owner)?;
+            mkdir_new(&sup, "event", USER_EVENT_MODE, owner)?;
+            mkfifo_new(&sup, "control", 0o660, owner)
+        }
+    }
 }
 
 /// Builds the complete slot under its staging name (RP-11). The caller publishes it; on error the
@@ -195,7 +267,7 @@ fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<(
     if scandir.stat(&staging)?.is_some() {
         scandir.remove_tree(report, &staging)?;
     }
-    let owner = spec.owner;
+    let owner = spec.ownership.files();
     let as_root = spec.scripts_are_roots();
     let slot = mkdir_new(scandir, staging.to_str().unwrap_or_default(), 0o755, owner)?;
     write_new(&slot, "type", b"longrun\n", 0o644, owner)?;
@@ -206,11 +278,11 @@ fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<(
         0o755,
         owner,
     )?;
-    write_new(&slot, "finish", render_finish().as_bytes(), 0o755, owner)?;
+    write_new(&slot, "finish", render_finish(as_root).as_bytes(), 0o755, owner)?;
     if !spec.start {
         write_new(&slot, "down", b"", 0o644, owner)?;
     }
-    make_skeleton(&slot, owner)?;
+    make_skeleton(&slot, spec.ownership)?;
     let log = mkdir_new(&slot, "log", 0o755, owner)?;
     write_new(
         &log,
@@ -219,7 +291,7 @@ fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<(
         0o755,
         owner,
     )?;
-    make_skeleton(&log, owner)
+    make_skeleton(&log, spec.ownership)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -424,25 +496,36 @@ mod tests {
         );
         let rooted = render_run("coder", true, "agent");
         assert!(
-            rooted.ends_with("\nexec s6-setuidgid agent hermes -p coder gateway run --replace\n"),
+            rooted.ends_with("\nexec /command/s6-setuidgid agent hermes -p coder gateway run --replace\n"),
             "{rooted}"
         );
         assert!(!render_run("default", true, "hermes").contains("-p default"));
         assert!(render_run("default", true, "hermes")
-            .ends_with("\nexec s6-setuidgid hermes hermes gateway run --replace\n"));
+            .ends_with("\nexec /command/s6-setuidgid hermes hermes gateway run --replace\n"));
+        assert!(
+            rooted.starts_with("#!/command/with-contenv /bin/sh\nset -e\n"),
+            "{rooted}"
+        );
     }
 
     #[test]
     fn scripts_are_lf_only_without_bom() {
-        for s in [
-            render_run("coder", true, "hermes"),
-            render_finish(),
-            render_log_run("coder", true, "hermes"),
-        ] {
-            assert!(!s.contains('\r'));
-            assert!(!s.starts_with('\u{feff}'));
-            assert!(s.starts_with("#!/command/with-contenv sh\n"));
-            assert!(s.ends_with('\n'));
+        for as_root in [false, true] {
+            for s in [
+                render_run("coder", as_root, "hermes"),
+                render_finish(as_root),
+                render_log_run("coder", as_root, "hermes"),
+            ] {
+                assert!(!s.contains('\r'));
+                assert!(!s.starts_with('\u{feff}'));
+                let shebang = if as_root {
+                    "#!/command/with-contenv /bin/sh\n"
+                } else {
+                    "#!/command/with-contenv sh\n"
+                };
+                assert!(s.starts_with(shebang), "{s}");
+                assert!(s.ends_with('\n'));
+            }
         }
     }
 
@@ -458,21 +541,23 @@ mod tests {
         assert!(!user.contains("/opt/data/logs"));
         let root = render_log_run("default", true, "hermes");
         assert!(
-            root.contains("\ns6-setuidgid hermes mkdir -p \"$dir\"\n"),
+            root.contains("\n/command/s6-setuidgid hermes mkdir -p \"$dir\"\n"),
             "{root}"
         );
         assert!(
-            root.contains("\ns6-setuidgid hermes rm -f \"$dir/lock\"\n"),
+            root.contains("\n/command/s6-setuidgid hermes rm -f \"$dir/lock\"\n"),
             "{root}"
         );
-        assert!(root.ends_with("\nexec s6-setuidgid hermes s6-log 1 n10 s1000000 T \"$dir\"\n"));
+        assert!(root.ends_with("\nexec /command/s6-setuidgid hermes s6-log 1 n10 s1000000 T \"$dir\"\n"));
         assert!(root.contains("$HERMES_HOME/logs/gateways/default"));
         assert!(!root.contains("chown"));
     }
 
     /// Runs a rendered script with `sh` (the shebang's interpreter) and returns its exit code.
     fn sh_exit(script: &str, arg: &str) -> i32 {
-        let body = script.trim_start_matches(SHEBANG);
+        let body = script
+            .trim_start_matches(SHEBANG)
+            .trim_start_matches(ROOT_SHEBANG);
         std::process::Command::new("sh")
             .args(["-c", body, "finish", arg])
             .status()
@@ -483,7 +568,8 @@ mod tests {
 
     #[test]
     fn finish_stops_restarts_after_clean_stop_and_fatal_config() {
-        let f = render_finish();
+        let f = render_finish(false);
+        assert_eq!(sh_exit(&render_finish(true), "0"), 125);
         assert_eq!(sh_exit(&f, "0"), 125);
         assert_eq!(sh_exit(&f, "78"), 125);
         assert_eq!(sh_exit(&f, "1"), 0);
@@ -512,7 +598,7 @@ mod tests {
         SlotSpec {
             profile,
             start,
-            owner: None,
+            ownership: SlotOwnership::User(None),
             runtime_user: "hermes",
         }
     }
@@ -582,7 +668,7 @@ mod tests {
         assert!(!t.path().join("gateway-default/down").exists());
         // Without an explicit owner the scripts are the caller's: root's scripts drop explicitly.
         let expect = if euid() == 0 {
-            "\nexec s6-setuidgid hermes hermes gateway run --replace\n"
+            "\nexec /command/s6-setuidgid hermes hermes gateway run --replace\n"
         } else {
             "\nexec hermes gateway run --replace\n"
         };

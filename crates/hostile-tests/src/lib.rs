@@ -27,7 +27,10 @@ pub const MAIN_WRAPPER: &str = "main-wrapper";
 pub fn program(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("test executable outside target/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable outside target/<profile>/deps");
     let p = profile_dir.join(name);
     assert!(
         p.is_file(),
@@ -40,7 +43,9 @@ pub fn program(name: &str) -> PathBuf {
 /// Number from the environment (`HERMES_ATTACK_BOOTS`, …), else `default`.
 pub fn env_count(var: &str, default: u64) -> u64 {
     match std::env::var(var) {
-        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
         _ => default,
     }
 }
@@ -52,7 +57,10 @@ pub fn seed() -> u64 {
     if s != 0 {
         return s;
     }
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
     t ^ (u64::from(std::process::id()) << 32) | 1
 }
 
@@ -64,7 +72,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -74,7 +82,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
@@ -89,7 +97,10 @@ pub fn image() -> TempRoot {
     require_root();
     let r = TempRoot::new();
     r.write("/opt/hermes/.env.example", "# example\nOPENAI_API_KEY=\n");
-    r.write("/opt/hermes/cli-config.yaml.example", "model: default\ngateway:\n  multiplex_profiles: false\n");
+    r.write(
+        "/opt/hermes/cli-config.yaml.example",
+        "model: default\ngateway:\n  multiplex_profiles: false\n",
+    );
     r.write("/opt/hermes/docker/SOUL.md", "You are Hermes.\n");
     r.mkdir("/run/service");
     r
@@ -100,8 +111,14 @@ pub fn image() -> TempRoot {
 pub fn populate_volume(r: &TempRoot) {
     r.write("/opt/data/profiles/coder/SOUL.md", "coder\n");
     r.write("/opt/data/profiles/coder/.env", "OPENAI_API_KEY=sk-coder\n");
-    r.write("/opt/data/profiles/coder/gateway_state.json", "{\"gateway_state\":\"running\"}\n");
-    r.write("/opt/data/profiles/coder/state/gateway.lifecycle.json", "{\"phase\":\"exited\"}\n");
+    r.write(
+        "/opt/data/profiles/coder/gateway_state.json",
+        "{\"gateway_state\":\"running\"}\n",
+    );
+    r.write(
+        "/opt/data/profiles/coder/state/gateway.lifecycle.json",
+        "{\"phase\":\"exited\"}\n",
+    );
     r.write("/opt/data/profiles/writer/SOUL.md", "writer\n");
     r.write("/opt/data/profiles/writer/gateway.pid", "4242\n");
     r.write("/opt/data/cron/jobs.json", "[]\n");
@@ -112,6 +129,9 @@ pub fn populate_volume(r: &TempRoot) {
     r.write("/opt/data/.install_method", "docker\n");
     r.mkdir("/opt/data/platforms/pairing");
     r.mkdir("/opt/data/pairing");
+    // Secrets as the application writes them.
+    r.chmod("/opt/data/auth.json", 0o600);
+    r.chmod("/opt/data/profiles/coder/.env", 0o600);
 }
 
 /// Root-owned entries outside the volume that a hostile runtime user points links at. Nothing the boot
@@ -150,8 +170,16 @@ impl Victims {
         let before = snapshot(&host_base, &|_, _| None);
         Victims {
             base,
-            files: vec![r.path("/victims/file"), r.path("/victims/secret"), r.path("/victims/shared")],
-            dirs: vec![r.path("/victims/dir"), r.path("/victims/other"), r.path("/victims")],
+            files: vec![
+                r.path("/victims/file"),
+                r.path("/victims/secret"),
+                r.path("/victims/shared"),
+            ],
+            dirs: vec![
+                r.path("/victims/dir"),
+                r.path("/victims/other"),
+                r.path("/victims"),
+            ],
             linkable: r.path("/victims/shared"),
             before,
             host_base,
@@ -175,13 +203,22 @@ pub fn snapshot(base: &Path, mask: &dyn Fn(&str, &[u8]) -> Option<String>) -> BT
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
-        let rel = p.strip_prefix(base).map(|r| format!("/{}", r.display())).unwrap_or_default();
+        let rel = p
+            .strip_prefix(base)
+            .map(|r| format!("/{}", r.display()))
+            .unwrap_or_default();
         let ft = m.file_type();
         let what = if ft.is_symlink() {
-            format!("link->{}", std::fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default())
+            format!(
+                "link->{}",
+                std::fs::read_link(&p)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default()
+            )
         } else if ft.is_file() {
             let content = std::fs::read(&p).unwrap_or_default();
-            let shown = mask(&rel, &content).unwrap_or_else(|| String::from_utf8_lossy(&content).into_owned());
+            let shown =
+                mask(&rel, &content).unwrap_or_else(|| String::from_utf8_lossy(&content).into_owned());
             format!("file {shown:?}")
         } else if ft.is_dir() {
             if let Ok(rd) = std::fs::read_dir(&p) {
@@ -195,7 +232,15 @@ pub fn snapshot(base: &Path, mask: &dyn Fn(&str, &[u8]) -> Option<String>) -> BT
         } else {
             "other".into()
         };
-        out.insert(rel, format!("{what} {}:{} {:04o}", m.uid(), m.gid(), m.permissions().mode() & 0o7777));
+        out.insert(
+            rel,
+            format!(
+                "{what} {}:{} {:04o}",
+                m.uid(),
+                m.gid(),
+                m.permissions().mode() & 0o7777
+            ),
+        );
     }
     out
 }

@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use hostile_tests::{
-    crashed, env_count, image, populate_volume, program, seed, Rng, Victims, HERMES_GID, HERMES_UID, RECONCILE,
-    STAGE2,
+    crashed, env_count, image, populate_volume, program, seed, Rng, Victims, HERMES_GID, HERMES_UID,
+    RECONCILE, STAGE2,
 };
 use test_support::{run, TempRoot};
 
@@ -35,9 +35,15 @@ impl Swapper {
         for t in targets {
             cmd.arg("--target").arg(r.path(t));
         }
-        cmd.uid(HERMES_UID).gid(HERMES_GID).stdout(Stdio::piped()).stdin(Stdio::null());
+        cmd.uid(HERMES_UID)
+            .gid(HERMES_GID)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null());
         let child = cmd.spawn().expect("start hostile-swapper");
-        Swapper { child: Some(child), stop }
+        Swapper {
+            child: Some(child),
+            stop,
+        }
     }
 
     /// Stops the adversary and returns its counts line.
@@ -123,7 +129,10 @@ fn attack(name: &str, targets: &[&str], default_boots: u64) {
     let r = image();
     let victims = Victims::plant(&r);
     populate_volume(&r);
-    r.write("/proc/1/cmdline", "/init\0/opt/hermes/docker/bin/main-wrapper\0gateway\0run\0");
+    r.write(
+        "/proc/1/cmdline",
+        "/init\0/opt/hermes/docker/bin/main-wrapper\0gateway\0run\0",
+    );
     let stage2 = program(STAGE2);
     let reconcile = program(RECONCILE);
 
@@ -131,20 +140,27 @@ fn attack(name: &str, targets: &[&str], default_boots: u64) {
         let mut problems = Vec::new();
         let mut c = r.command(&stage2);
         // GID remaps in both directions make every boot walk the targeted trees (S2-11).
-        c.env("HERMES_GID", if n % 2 == 0 { "10000" } else { "10001" })
+        c.env("HERMES_GID", if n.is_multiple_of(2) { "10000" } else { "10001" })
             .env("XDG_RUNTIME_DIR", "/tmp/xdg")
             .env("HERMES_REAL_HOME", "/tmp/realhome")
             .env("HERMES_GATEWAY_BOOTSTRAP_STATE", "running");
         if rng.chance(50) {
-            c.env("HERMES_AUTH_HOME", "/tmp/authhome").env("HERMES_AUTH_JSON_BOOTSTRAP", "{\"seeded\":true}");
+            c.env("HERMES_AUTH_HOME", "/tmp/authhome")
+                .env("HERMES_AUTH_JSON_BOOTSTRAP", "{\"seeded\":true}");
         }
         // A routing override that comes and goes rewrites every .env on every boot (S2-20).
         if rng.chance(50) {
-            c.env("NOUS_PORTAL_BASE_URL", format!("https://portal{}.example", rng.below(3)));
+            c.env(
+                "NOUS_PORTAL_BASE_URL",
+                format!("https://portal{}.example", rng.below(3)),
+            );
         }
         let s = run(&mut c);
         if crashed(s.code, &s.stderr) || s.code != Some(0) {
-            problems.push(format!("boot {n}: stage2-setup exited {:?}\n{}{}", s.code, s.stdout, s.stderr));
+            problems.push(format!(
+                "boot {n}: stage2-setup exited {:?}\n{}{}",
+                s.code, s.stdout, s.stderr
+            ));
         }
         let mut c = r.command(&reconcile);
         if rng.chance(30) {
@@ -152,7 +168,10 @@ fn attack(name: &str, targets: &[&str], default_boots: u64) {
         }
         let p = run(&mut c);
         if crashed(p.code, &p.stderr) || p.code != Some(0) {
-            problems.push(format!("boot {n}: reconcile-profiles exited {:?}\n{}{}", p.code, p.stdout, p.stderr));
+            problems.push(format!(
+                "boot {n}: reconcile-profiles exited {:?}\n{}{}",
+                p.code, p.stdout, p.stderr
+            ));
         }
         problems
     };
@@ -161,7 +180,8 @@ fn attack(name: &str, targets: &[&str], default_boots: u64) {
     let first = boot(&mut rng, 0);
     assert!(first.is_empty(), "first boot failed: {first:?}");
     assert_eq!(r.owner("/opt/data"), (HERMES_UID, HERMES_GID));
-    assert_eq!(r.owner("/run/service").0, HERMES_UID);
+    // The scandir is the runtime user's after RP-01 (B15); when it is not, the scandir attacks fail with
+    // EACCES and the volume attacks still run.
 
     let swapper = Swapper::start(&r, &victims, targets, seed.rotate_left(17));
     let started = Instant::now();
@@ -184,15 +204,37 @@ fn attack(name: &str, targets: &[&str], default_boots: u64) {
         started.elapsed().as_secs_f64(),
         changed.len()
     );
-    assert!(changed.is_empty(), "victims changed under attack (seed {seed}):\n{}", changed.join("\n"));
-    assert!(problems.is_empty(), "boots failed under attack (seed {seed}):\n{}", problems.join("\n"));
+    assert!(
+        changed.is_empty(),
+        "victims changed under attack (seed {seed}):\n{}",
+        changed.join("\n")
+    );
+    assert!(
+        problems.is_empty(),
+        "boots failed under attack (seed {seed}):\n{}",
+        problems.join("\n")
+    );
+    // Once the adversary stops, one boot puts the default slot back and the volume is the runtime user's.
+    let last = boot(&mut rng, boots + 1);
+    assert!(last.is_empty(), "boot after the attack failed: {last:?}");
+    let slot = r.path("/run/service/gateway-default");
+    let m = std::fs::symlink_metadata(&slot).unwrap_or_else(|e| panic!("{}: {e}", slot.display()));
+    assert!(m.is_dir(), "gateway-default is not a directory after the attack");
+    assert!(
+        slot.join("run").is_file() && slot.join("log/run").is_file(),
+        "gateway-default incomplete after the attack"
+    );
+    assert_eq!(r.owner("/opt/data").0, HERMES_UID);
     // The attack must have happened, or the test proves nothing.
     let flips: u64 = counts
         .split_whitespace()
         .find_map(|kv| kv.strip_prefix("flips="))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!(flips >= boots, "the adversary barely ran ({counts}); the test proves nothing");
+    assert!(
+        flips >= boots,
+        "the adversary barely ran ({counts}); the test proves nothing"
+    );
 }
 
 #[test]

@@ -1,21 +1,41 @@
 //! `reconcile-profiles`: per-profile gateway slots in the s6 scan directory (SPEC section 4). Without a
-//! subcommand it is the boot step; `register`/`unregister` change one slot while s6-svscan runs.
+//! subcommand it is the boot step; `watch` is the profile-registrar service; `register`/`unregister`
+//! change one slot while s6-svscan runs (as root directly, as the runtime user through the registrar).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use boot_core::accounts::runtime_user_name;
 use boot_core::reconcile::{run_boot, run_register, run_unregister, Places};
+use boot_core::registrar::{run_watch, REGISTER_TIMEOUT, RESCAN_INTERVAL, UNREGISTER_TIMEOUT};
 use boot_core::report::Report;
 use boot_core::root::RootPrefix;
 use clap::{Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Ownership (HERMES_GATEWAY_SLOTS):
+  unset or root-owned  the scan directory and every gateway slot are root's; the runtime user controls its
+                       gateways with s6-svc, s6-svstat and s6-svok, and registers them through the
+                       profile registrar (`watch`, run as root by the profile-registrar service)
+  user-owned           the scan directory and the slots are the runtime user's, as upstream; the runtime
+                       user can then gain root (the boot prints a warning)
+
+Exit status:
+  0  done (boot: profiles may have been skipped; unregister: also when not registered)
+  1  runtime user missing, I/O or s6 failure (register rolls back), no such profile (request)
+  2  usage, invalid profile name
+  3  register as root: the slot already exists
+  4  register/unregister as the runtime user: the registrar did not act within --timeout";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "reconcile-profiles",
     version,
-    about = "Create the s6 gateway slot of every hermes profile (boot), or register/unregister one"
+    about = "Create the s6 gateway slot of every hermes profile (boot), keep them in step with the \
+             profiles (watch), or register/unregister one",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// Treat DIR as the filesystem root (default: $HERMES_BOOT_ROOT, else /)
@@ -40,12 +60,30 @@ enum Command {
         /// Create the slot with a `down` file (not started)
         #[arg(long)]
         down: bool,
+        /// As the runtime user: how long to wait for the registrar [default: 5]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Stop and remove the slot gateway-<PROFILE>
     Unregister {
         #[arg(value_parser = clap::value_parser!(OsString))]
         profile: OsString,
+        /// As the runtime user: how long to wait for the registrar [default: 20]
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
+    /// Run the profile registrar (root): keep one slot per profile until SIGTERM
+    Watch {
+        /// Seconds between full rescans (inotify decides the rest)
+        #[arg(long, value_name = "SECONDS", default_value_t = RESCAN_INTERVAL.as_secs())]
+        rescan_interval: u64,
+    },
+}
+
+fn seconds(v: Option<f64>, default: Duration) -> Duration {
+    v.filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(default)
 }
 
 fn main() -> ExitCode {
@@ -56,10 +94,34 @@ fn main() -> ExitCode {
     let places = Places::from_env();
     let code = match cli.command {
         None => run_boot(&root, &report, &user, &places),
-        Some(Command::Register { profile, down }) => {
-            run_register(&root, &report, &user, &places, &profile, down)
-        }
-        Some(Command::Unregister { profile }) => run_unregister(&root, &report, &places, &profile),
+        Some(Command::Register {
+            profile,
+            down,
+            timeout,
+        }) => run_register(
+            &root,
+            &report,
+            &user,
+            &places,
+            &profile,
+            down,
+            seconds(timeout, REGISTER_TIMEOUT),
+        ),
+        Some(Command::Unregister { profile, timeout }) => run_unregister(
+            &root,
+            &report,
+            &user,
+            &places,
+            &profile,
+            seconds(timeout, UNREGISTER_TIMEOUT),
+        ),
+        Some(Command::Watch { rescan_interval }) => run_watch(
+            &root,
+            &report,
+            &user,
+            &places,
+            Duration::from_secs(rescan_interval.max(1)),
+        ),
     };
     ExitCode::from(code)
 }

@@ -142,35 +142,110 @@ fn every_valid_profile_gets_a_slot_and_each_bad_one_one_warning() {
     assert!(!r.exists("/elsewhere/linked/logs"));
 }
 
+/// Owner and mode of every entry of a slot, checked against `(rel, owner, mode)` rows.
+fn assert_table(r: &TempRoot, slot: &str, table: &[(&str, (u32, u32), u32)]) {
+    for (rel, owner, mode) in table {
+        let p = format!("{slot}{rel}");
+        assert_eq!(r.owner(&p), *owner, "{p}");
+        assert_eq!(r.mode(&p), *mode, "{p}: {:o}", r.mode(&p));
+    }
+}
+
+const ROOT: (u32, u32) = (0, 0);
+const ROOT_G: (u32, u32) = (0, HERMES_GID);
+
 #[test]
-fn slot_owners_and_modes_follow_the_owner_table() {
+fn slots_are_roots_by_default_and_the_runtime_group_gets_control_only() {
     let r = setup();
     profile(&r, "coder", Some("stopped"));
-    boot(&r).assert_code(0);
+    let out = boot(&r);
+    out.assert_code(0);
+    assert_eq!(out.stdout.matches("WARNING").count(), 0, "{}", out.stdout);
     let slot = "/run/service/gateway-coder";
-    let table: [(&str, u32); 16] = [
-        ("", 0o755),
-        ("/log", 0o755),
-        ("/type", 0o644),
-        ("/down", 0o644),
-        ("/run", 0o755),
-        ("/finish", 0o755),
-        ("/log/run", 0o755),
-        ("/supervise", 0o755),
-        ("/event", 0o3730),
-        ("/supervise/event", 0o3730),
-        ("/supervise/control", 0o660),
-        ("/log/supervise", 0o755),
-        ("/log/event", 0o3730),
-        ("/log/supervise/event", 0o3730),
-        ("/log/supervise/control", 0o660),
-        ("/../gateway-default/supervise/control", 0o660),
-    ];
-    for (rel, mode) in table {
-        let p = format!("{slot}{rel}");
-        assert_eq!(r.owner(&p), HG, "{p}");
-        assert_eq!(r.mode(&p), mode, "{p}: {:o}", r.mode(&p));
-    }
+    assert_table(
+        &r,
+        slot,
+        &[
+            ("", ROOT, 0o755),
+            ("/log", ROOT, 0o755),
+            ("/type", ROOT, 0o644),
+            ("/down", ROOT, 0o644),
+            ("/run", ROOT, 0o755),
+            ("/finish", ROOT, 0o755),
+            ("/log/run", ROOT, 0o755),
+            ("/supervise", ROOT_G, 0o710),
+            ("/event", ROOT_G, 0o710),
+            ("/supervise/event", ROOT_G, 0o710),
+            ("/supervise/control", ROOT_G, 0o620),
+            ("/log/supervise", ROOT_G, 0o710),
+            ("/log/event", ROOT_G, 0o710),
+            ("/log/supervise/event", ROOT_G, 0o710),
+            ("/log/supervise/control", ROOT_G, 0o620),
+            ("/../gateway-default/run", ROOT, 0o755),
+            ("/../gateway-default/supervise/control", ROOT_G, 0o620),
+        ],
+    );
+    // Root's scripts name the interpreter and the privilege drop by absolute path: the container PATH
+    // has a directory the runtime user writes before /bin.
+    let run_script = r.read(&format!("{slot}/run"));
+    assert!(
+        run_script.starts_with("#!/command/with-contenv /bin/sh\n"),
+        "{run_script}"
+    );
+    assert!(
+        run_script.ends_with("\nexec /command/s6-setuidgid hermes hermes -p coder gateway run --replace\n"),
+        "{run_script}"
+    );
+    let log_run = r.read(&format!("{slot}/log/run"));
+    assert!(
+        log_run.ends_with("\nexec /command/s6-setuidgid hermes s6-log 1 n10 s1000000 T \"$dir\"\n"),
+        "{log_run}"
+    );
+    assert!(r
+        .read(&format!("{slot}/finish"))
+        .starts_with("#!/command/with-contenv /bin/sh\n"));
+    // RP-01's hand-over happens only with user-owned slots.
+    assert_eq!(r.owner("/run/service"), ROOT);
+    assert_eq!(r.mode("/run/service"), 0o755);
+}
+
+#[test]
+fn user_owned_switch_restores_the_upstream_owner_table_and_warns_once() {
+    let r = setup();
+    profile(&r, "coder", Some("stopped"));
+    let out = run(r.command(BIN).env("HERMES_GATEWAY_SLOTS", "user-owned"));
+    out.assert_code(0);
+    let warnings = lines_with(&out.stdout, "reconcile: WARNING:");
+    assert_eq!(warnings.len(), 1, "{}", out.stdout);
+    assert!(
+        warnings[0].contains("HERMES_GATEWAY_SLOTS=user-owned")
+            && warnings[0].contains("hermes can gain root"),
+        "{}",
+        warnings[0]
+    );
+    let slot = "/run/service/gateway-coder";
+    assert_table(
+        &r,
+        slot,
+        &[
+            ("", HG, 0o755),
+            ("/log", HG, 0o755),
+            ("/type", HG, 0o644),
+            ("/down", HG, 0o644),
+            ("/run", HG, 0o755),
+            ("/finish", HG, 0o755),
+            ("/log/run", HG, 0o755),
+            ("/supervise", HG, 0o755),
+            ("/event", HG, 0o3730),
+            ("/supervise/event", HG, 0o3730),
+            ("/supervise/control", HG, 0o660),
+            ("/log/supervise", HG, 0o755),
+            ("/log/event", HG, 0o3730),
+            ("/log/supervise/event", HG, 0o3730),
+            ("/log/supervise/control", HG, 0o660),
+            ("/../gateway-default/supervise/control", HG, 0o660),
+        ],
+    );
     let run_script = r.read(&format!("{slot}/run"));
     assert!(run_script.starts_with("#!/command/with-contenv sh\n"));
     // Owned by the runtime user, so `hermes` (the exec shim) is run directly.
@@ -189,8 +264,7 @@ fn slot_owners_and_modes_follow_the_owner_table() {
     assert_eq!(r.owner("/run/service"), HG);
 }
 
-#[test]
-fn scandir_preparation_sweeps_leftovers_and_hands_over_control() {
+fn scandir_with_leftovers() -> TempRoot {
     let r = setup();
     r.mkdir("/run/service/.gateway-old.tmp/supervise/deep");
     r.write("/run/service/.gateway-old.tmp/supervise/deep/lock", "");
@@ -208,8 +282,10 @@ fn scandir_preparation_sweeps_leftovers_and_hands_over_control() {
     r.mkdir("/victim");
     r.write("/victim/keep", "k");
     r.symlink(r.path("/victim"), "/run/service/.gateway-link.tmp");
+    r
+}
 
-    boot(&r).assert_code(0);
+fn assert_swept(r: &TempRoot) {
     for gone in [
         ".gateway-old.tmp",
         ".gateway-x.tmp.old",
@@ -220,6 +296,35 @@ fn scandir_preparation_sweeps_leftovers_and_hands_over_control() {
     }
     assert!(r.exists("/run/service/.other.tmp"));
     assert_eq!(r.read("/victim/keep"), "k");
+    let names: Vec<String> = std::fs::read_dir(r.path("/run/service"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".gateway-"))
+        .collect();
+    assert!(names.is_empty(), "no staging left: {names:?}");
+}
+
+#[test]
+fn scandir_preparation_keeps_the_tree_roots_by_default() {
+    let r = scandir_with_leftovers();
+    // As a user-owned boot of an earlier container generation would have left it.
+    r.chown("/run/service", HERMES_UID, HERMES_GID);
+    r.chmod("/run/service", 0o777);
+    r.chown("/run/service/.s6-svscan/control", HERMES_UID, HERMES_GID);
+    boot(&r).assert_code(0);
+    assert_swept(&r);
+    assert_eq!(r.owner("/run/service"), (0, 0));
+    assert_eq!(r.mode("/run/service"), 0o755, "no write for group or others");
+    assert_eq!(r.owner("/run/service/.s6-svscan"), (0, 0));
+    assert_eq!(r.owner("/run/service/.s6-svscan/control"), (0, 0));
+    assert_eq!(r.owner("/run/service/.s6-svscan/lock"), (0, 0));
+}
+
+#[test]
+fn scandir_preparation_sweeps_leftovers_and_hands_over_control() {
+    let r = scandir_with_leftovers();
+    run(r.command(BIN).env("HERMES_GATEWAY_SLOTS", "user-owned")).assert_code(0);
+    assert_swept(&r);
     assert_eq!(r.owner("/run/service"), HG);
     assert_eq!(r.owner("/run/service/.s6-svscan/control"), HG);
     assert_eq!(r.owner("/run/service/.s6-svscan/lock"), HG);
@@ -228,12 +333,6 @@ fn scandir_preparation_sweeps_leftovers_and_hands_over_control() {
         (0, 0),
         "the directory itself stays root's"
     );
-    let names: Vec<String> = std::fs::read_dir(r.path("/run/service"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(".gateway-"))
-        .collect();
-    assert!(names.is_empty(), "no staging left: {names:?}");
 }
 
 #[test]
@@ -267,7 +366,7 @@ fn an_existing_slot_is_replaced_in_one_step() {
     let leftovers: Vec<_> = std::fs::read_dir(r.path("/run/service"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .filter(|n| n.to_string_lossy().starts_with('.') && n != ".profile-registrar.lock")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_eq!(out.stdout.matches("WARNING").count(), 0, "{}", out.stdout);
@@ -548,7 +647,6 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(snapshot(&r), before, "{}", out.stdout);
     for expect in [
         "would remove /run/service/.gateway-stale.tmp",
-        "would chown /run/service",
         "would create /opt/data/gateway_state.json",
         "would remove /opt/data/gateway.pid",
         "would publish slot /run/service/gateway-default (up)",
@@ -587,15 +685,31 @@ fn runtime_user_option_and_env_choose_the_owner() {
         "root:x:0:0::/root:/bin/sh\nhermes:x:10000:10000::/opt/data:/bin/sh\nagent:x:2000:2001::/opt/data:/bin/sh\n",
     );
     run(r.command(BIN).env("HERMES_BOOT_USER", "agent")).assert_code(0);
+    assert_eq!(r.owner("/run/service/gateway-default/run"), (0, 0));
+    assert_eq!(
+        r.owner("/run/service/gateway-default/supervise/control"),
+        (0, 2001)
+    );
+    assert!(r
+        .read("/run/service/gateway-default/run")
+        .ends_with("\nexec /command/s6-setuidgid agent hermes gateway run --replace\n"));
+    run(r
+        .command(BIN)
+        .env("HERMES_BOOT_USER", "agent")
+        .env("HERMES_GATEWAY_SLOTS", "user-owned"))
+    .assert_code(0);
     assert_eq!(r.owner("/run/service/gateway-default/run"), (2000, 2001));
     let other = setup();
     other.write("/etc/passwd", r.read("/etc/passwd"));
-    run(Command::new(BIN).env_clear().args([
-        "--root",
-        other.root().to_str().unwrap(),
-        "--runtime-user",
-        "agent",
-    ]))
+    run(Command::new(BIN)
+        .env_clear()
+        .args([
+            "--root",
+            other.root().to_str().unwrap(),
+            "--runtime-user",
+            "agent",
+        ])
+        .env("HERMES_GATEWAY_SLOTS", "User-Owned"))
     .assert_code(0);
     assert_eq!(other.owner("/run/service/gateway-default/type"), (2000, 2001));
 }

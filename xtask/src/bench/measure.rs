@@ -10,21 +10,34 @@ use anyhow::{bail, Context, Result};
 /// Runs `cmd` once with its output discarded; fails on a non-zero exit. Returns the wall time from spawn
 /// to exit.
 pub fn time_once(cmd: &mut Command) -> Result<Duration> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
     let took = start.elapsed();
     if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(took)
 }
 
 /// Runs `cmd` and returns its stdout; fails on a non-zero exit.
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start {cmd:?}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -51,13 +64,28 @@ pub struct Syscalls {
 
 impl Syscalls {
     fn sum(&self, names: &[&str]) -> u64 {
-        names.iter().map(|n| self.calls.get(*n).copied().unwrap_or(0)).sum()
+        names
+            .iter()
+            .map(|n| self.calls.get(*n).copied().unwrap_or(0))
+            .sum()
     }
     pub fn stat(&self) -> u64 {
-        self.sum(&["newfstatat", "fstatat64", "statx", "fstat", "fstat64", "stat", "stat64", "lstat", "lstat64"])
+        self.sum(&[
+            "newfstatat",
+            "fstatat64",
+            "statx",
+            "fstat",
+            "fstat64",
+            "stat",
+            "stat64",
+            "lstat",
+            "lstat64",
+        ])
     }
     pub fn chown(&self) -> u64 {
-        self.sum(&["fchownat", "fchown", "lchown", "chown", "fchown32", "lchown32", "chown32"])
+        self.sum(&[
+            "fchownat", "fchown", "lchown", "chown", "fchown32", "lchown32", "chown32",
+        ])
     }
     pub fn chmod(&self) -> u64 {
         self.sum(&["fchmodat", "fchmodat2", "fchmod", "chmod"])
@@ -75,7 +103,11 @@ impl Syscalls {
 pub fn strace(cmd: &Command, scratch: &Path) -> Result<Syscalls> {
     let log = scratch.join("strace.out");
     let mut st = Command::new("strace");
-    st.args(["-f", "-c", "-o"]).arg(&log).arg("--").arg(cmd.get_program()).args(cmd.get_args());
+    st.args(["-f", "-c", "-o"])
+        .arg(&log)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     st.env_clear();
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {

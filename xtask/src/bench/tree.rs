@@ -16,7 +16,10 @@ pub struct Volume {
 impl Volume {
     /// Entries below the given top-level names (each name counted with everything under it).
     pub fn under(&self, names: &[&str]) -> usize {
-        names.iter().map(|n| self.per_top.get(*n).copied().unwrap_or(0)).sum()
+        names
+            .iter()
+            .map(|n| self.per_top.get(*n).copied().unwrap_or(0))
+            .sum()
     }
 }
 
@@ -54,12 +57,30 @@ pub fn generate(h: &Path, n: usize) -> Result<Volume> {
         count: 1,
         per_top: BTreeMap::new(),
     };
-    for f in ["config.yaml", ".env", "SOUL.md", "state.db", "auth.json", "gateway_state.json"] {
+    for f in [
+        "config.yaml",
+        ".env",
+        "SOUL.md",
+        "state.db",
+        "auth.json",
+        "gateway_state.json",
+    ] {
         g.file(f)?;
     }
     for d in [
-        "profiles", "sessions", "logs", "skills", "memories", "workspace", "cron", "pairing", "platforms",
-        "home", "plans", "hooks", "skins",
+        "profiles",
+        "sessions",
+        "logs",
+        "skills",
+        "memories",
+        "workspace",
+        "cron",
+        "pairing",
+        "platforms",
+        "home",
+        "plans",
+        "hooks",
+        "skins",
     ] {
         g.dir(d)?;
     }
@@ -88,10 +109,12 @@ pub fn generate(h: &Path, n: usize) -> Result<Volume> {
     for i in 0..n * 5 / 100 {
         g.file(&format!("logs/agent-{i}.log"))?;
     }
-    // 10 %: skills, half in four deep chains (a file every tenth level), half shallow.
+    // 10 %: skills, half in deep chains of up to 200 levels (a file every tenth level; deeper chains
+    // would outgrow PATH_MAX for the path-based tools), half shallow.
     let deep = n * 5 / 100;
-    let per_chain = deep / 4;
-    for c in 0..4 {
+    let chains = (deep / 200).max(4);
+    let per_chain = deep / chains;
+    for c in 0..chains {
         let mut rel = format!("skills/deep-{c}");
         g.dir(&rel)?;
         let mut made = 1;
@@ -99,7 +122,7 @@ pub fn generate(h: &Path, n: usize) -> Result<Volume> {
             rel.push_str("/lvl");
             g.dir(&rel)?;
             made += 1;
-            if made % 10 == 0 {
+            if made.is_multiple_of(10) {
                 g.file(&format!("{rel}/notes.md"))?;
                 made += 1;
             }

@@ -55,7 +55,10 @@ impl Root {
             self.path().join("etc/passwd"),
             format!("root:x:0:0:root:/root:/bin/sh\nhermes:x:{U}:{U}::/opt/data:/bin/sh\n"),
         )?;
-        std::fs::write(self.path().join("etc/group"), format!("root:x:0:\nhermes:x:{U}:\n"))?;
+        std::fs::write(
+            self.path().join("etc/group"),
+            format!("root:x:0:\nhermes:x:{U}:\n"),
+        )?;
         Ok(())
     }
 }
@@ -100,13 +103,17 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     Ok(out)
 }
 
+/// A row label and how to build the command it measures.
+type Program<'a> = (&'static str, Box<dyn Fn() -> Command + 'a>);
+
 fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
     let h = root.h();
     let stage2 = |remap: bool| {
         let mut c = Command::new(ctx.bin("stage2-setup"));
         c.env_clear().env("PATH", PATH).arg("--root").arg(root.path());
         if remap {
-            c.env("HERMES_UID", REMAP.to_string()).env("HERMES_GID", REMAP.to_string());
+            c.env("HERMES_UID", REMAP.to_string())
+                .env("HERMES_GID", REMAP.to_string());
         }
         c
     };
@@ -129,12 +136,19 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
     };
     let chown_r = || {
         let mut c = Command::new("chown");
-        c.env_clear().env("PATH", PATH).arg("-R").arg(format!("{REMAP}:{REMAP}")).arg(&h);
+        c.env_clear()
+            .env("PATH", PATH)
+            .arg("-R")
+            .arg(format!("{REMAP}:{REMAP}"))
+            .arg(&h);
         c
     };
     let walk = |uid: u32| {
         let mut c = Command::new(ctx.example("repair"));
-        c.env_clear().env("PATH", PATH).arg(&h).arg(format!("{uid}:{uid}"));
+        c.env_clear()
+            .env("PATH", PATH)
+            .arg(&h)
+            .arg(format!("{uid}:{uid}"));
         c
     };
 
@@ -146,10 +160,13 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
     if !leftover.is_empty() {
         bail!("after a stage2-setup run the volume still has entries not owned {U}:{U}: {leftover}");
     }
-    let warm_cmds: [(&str, Box<dyn Fn() -> Command>); 3] = [
+    let warm_cmds: [Program; 3] = [
         ("`find` pre-scan (upstream)", Box::new(find)),
         ("`stage2-setup`", Box::new(move || stage2(false))),
-        ("CM-08 walk of all of H (`repair` example)", Box::new(move || walk(U))),
+        (
+            "CM-08 walk of all of H (`repair` example)",
+            Box::new(move || walk(U)),
+        ),
     ];
     let mut times = vec![Vec::new(); warm_cmds.len()];
     measure::time_once(&mut find())?;
@@ -197,10 +214,16 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
         }
         Ok(())
     };
-    let cold_cmds: [(&str, Box<dyn Fn() -> Command>); 3] = [
+    let cold_cmds: [Program; 3] = [
         ("`chown -R` (upstream)", Box::new(chown_r)),
-        ("`stage2-setup` with HERMES_UID/HERMES_GID", Box::new(move || stage2(true))),
-        ("CM-08 walk of all of H (`repair` example)", Box::new(move || walk(REMAP))),
+        (
+            "`stage2-setup` with HERMES_UID/HERMES_GID",
+            Box::new(move || stage2(true)),
+        ),
+        (
+            "CM-08 walk of all of H (`repair` example)",
+            Box::new(move || walk(REMAP)),
+        ),
     ];
     let mut times = vec![Vec::new(); cold_cmds.len()];
     for _ in 0..ctx.runs {
@@ -234,7 +257,9 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
 fn set_owner(ctx: &Ctx, h: &Path, uid: u32) -> Result<()> {
     let mut c = Command::new(ctx.example("repair"));
     c.arg(h).arg(format!("{uid}:{uid}"));
-    measure::output(&mut c).map(|_| ()).context("resetting the volume's owner")
+    measure::output(&mut c)
+        .map(|_| ())
+        .context("resetting the volume's owner")
 }
 
 fn sync() {
@@ -291,11 +316,17 @@ fn check_targets(vol: &Volume, rows: &[Row]) -> Vec<String> {
     let n = group_digits(vol.entries);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let ratio = |i: usize| {
-        rows[i].baseline.map(|b| rows[i].median.as_secs_f64() / rows[b].median.as_secs_f64()).unwrap_or(1.0)
+        rows[i]
+            .baseline
+            .map(|b| rows[i].median.as_secs_f64() / rows[b].median.as_secs_f64())
+            .unwrap_or(1.0)
     };
     // Row order: warm find, warm stage2, warm walk, cold chown -R, cold stage2, cold walk.
     let w = ratio(1);
-    v.push(format!("{n} entries, warm `stage2-setup` ≤ 0.6× `find`: {w:.2}× — {}", verdict(w <= 0.6)));
+    v.push(format!(
+        "{n} entries, warm `stage2-setup` ≤ 0.6× `find`: {w:.2}× — {}",
+        verdict(w <= 0.6)
+    ));
     if let Some(s) = &rows[1].syscalls {
         let c = s.chown() + s.chmod();
         v.push(format!(
@@ -304,10 +335,16 @@ fn check_targets(vol: &Volume, rows: &[Row]) -> Vec<String> {
         ));
     }
     let c = ratio(4);
-    v.push(format!("{n} entries, cold `stage2-setup` ≤ 0.6× `chown -R`: {c:.2}× — {}", verdict(c <= 0.6)));
+    v.push(format!(
+        "{n} entries, cold `stage2-setup` ≤ 0.6× `chown -R`: {c:.2}× — {}",
+        verdict(c <= 0.6)
+    ));
     if let Some(s) = &rows[5].syscalls {
         let reads = s.getdents()
-            + ["openat", "openat2", "open", "close"].iter().map(|k| s.calls.get(*k).copied().unwrap_or(0)).sum::<u64>();
+            + ["openat", "openat2", "open", "close"]
+                .iter()
+                .map(|k| s.calls.get(*k).copied().unwrap_or(0))
+                .sum::<u64>();
         let per_entry = (s.total() - reads) as f64 / vol.entries as f64;
         v.push(format!(
             "{n} entries, cold walk ≤ 2 syscalls per entry besides directory reads: {per_entry:.2} — {}",
@@ -321,7 +358,7 @@ fn group_digits(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -56,7 +56,13 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { stop: PathBuf::new(), seed: 1, victims: vec![], linkable: None, targets: vec![] };
+    let mut a = Args {
+        stop: PathBuf::new(),
+        seed: 1,
+        victims: vec![],
+        linkable: None,
+        targets: vec![],
+    };
     let mut it = std::env::args_os().skip(1);
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else { break };
@@ -73,7 +79,9 @@ fn parse_args() -> Args {
         }
     }
     if a.targets.is_empty() || a.victims.is_empty() || a.stop.as_os_str().is_empty() {
-        eprintln!("usage: hostile-swapper --stop FILE --seed N --victim PATH… [--linkable PATH] --target PATH…");
+        eprintln!(
+            "usage: hostile-swapper --stop FILE --seed N --victim PATH… [--linkable PATH] --target PATH…"
+        );
         std::process::exit(2);
     }
     a
@@ -95,12 +103,21 @@ fn link_target(rng: &mut Rng, victim: &Path, at: &Path) -> PathBuf {
     if rng.chance(70) {
         return victim.to_path_buf();
     }
-    let depth = at.parent().map(|p| p.components().count().saturating_sub(1)).unwrap_or(0);
+    let depth = at
+        .parent()
+        .map(|p| p.components().count().saturating_sub(1))
+        .unwrap_or(0);
     let mut rel = Vec::new();
     for _ in 0..depth {
         rel.extend_from_slice(b"../");
     }
-    rel.extend_from_slice(victim.as_os_str().as_bytes().strip_prefix(b"/").unwrap_or_default());
+    rel.extend_from_slice(
+        victim
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(b"/")
+            .unwrap_or_default(),
+    );
     PathBuf::from(OsString::from_vec(rel))
 }
 
@@ -162,7 +179,10 @@ fn restore(target: &Path, c: &mut Counts) {
 
 fn hardlink(a: &Args, target: &Path, c: &mut Counts) {
     let Some(linkable) = &a.linkable else { return };
-    if std::fs::symlink_metadata(target).map(|m| m.is_dir()).unwrap_or(false) {
+    if std::fs::symlink_metadata(target)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
         return;
     }
     let tmp = side(target, ".hl.");
@@ -209,7 +229,7 @@ fn main() {
     let mut c = Counts::default();
     let mut i: u64 = 0;
     loop {
-        if i % 32 == 0 && a.stop.exists() {
+        if i.is_multiple_of(32) && a.stop.exists() {
             break;
         }
         i += 1;

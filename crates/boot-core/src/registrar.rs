@@ -1,0 +1,737 @@
+//! The profile registrar (`reconcile-profiles watch`): a root service that keeps the gateway slots in the
+//! scan directory equal to the profiles on the volume, so the runtime user never needs to write the scan
+//! directory — whose `run` scripts s6-supervise executes as root.
+//!
+//! Desired set: the root profile unless `H` holds an unregister request, plus every profile of
+//! `H/profiles` that passes RP-09 and holds no request ([`UNREGISTER_MARKER`]). Every pass is a full,
+//! level-triggered comparison with the `gateway-*` entries of the scan directory; inotify (on `H`,
+//! `H/profiles` and each profile directory, watched through the descriptors the scan opened, never by a
+//! name that could be swapped) only decides *when* a pass runs. A pass also runs every 30 s and after an
+//! inotify queue overflow, because some bind mounts deliver no events. New slots are published down
+//! (RP-11, RP-12, one atomic rename); removed ones go through RP-19. Every change is one `reconcile:` line.
+//!
+//! The runtime user's `register`/`unregister` become requests: they withdraw or record the unregister
+//! marker in the profile directory (which the runtime user owns; root only tests for the entry's
+//! existence, without following symlinks) and wait for the registrar to act.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+use crate::accounts::{lookup, Account};
+use crate::guarded::{euid, Dir, Entry};
+use crate::profiles::{
+    scan_profiles, unregister_requested, validate_profile_name, Scanned, DEFAULT_PROFILE, UNREGISTER_MARKER,
+};
+use crate::reconcile::{
+    host, lock_scandir, open_profile_dir, open_scandir, ownership_for, rescan, retire_slots, Places,
+    SlotMode, EXIT_TIMEOUT,
+};
+use crate::report::{display_path, Report};
+use crate::root::RootPrefix;
+use crate::s6_command::run_tool;
+use crate::s6_slot::{
+    install_slot, is_leftover_name, slot_name, Publish, SlotError, SlotOwnership, SlotSpec,
+};
+
+/// Full rescan period (bind mounts from some hosts deliver no inotify events).
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+/// A pass runs once events have been quiet this long …
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(50);
+/// … or this long after the first event of a burst, whichever comes first.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(300);
+/// How long `register` waits for the registrar by default.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `unregister` waits by default (the registrar stops the gateway first: RP-19 allows 10 s).
+pub const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(20);
+const REQUEST_POLL: Duration = Duration::from_millis(20);
+
+const SOUL: &[u8] = b"SOUL.md";
+
+fn error_line(msg: impl std::fmt::Display) {
+    use std::io::Write;
+    let line = format!("reconcile: error: {msg}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The service
+
+/// What a watched directory is, which decides the names whose events matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Home,
+    Profiles,
+    Profile,
+}
+
+impl Watched {
+    fn cares_about(self, name: Option<&[u8]>) -> bool {
+        match (self, name) {
+            (_, None) | (Watched::Profiles, _) => true,
+            (Watched::Home, Some(n)) => n == b"profiles" || n == UNREGISTER_MARKER.as_bytes(),
+            (Watched::Profile, Some(n)) => n == SOUL || n == UNREGISTER_MARKER.as_bytes(),
+        }
+    }
+}
+
+/// inotify watches, added through `/proc/self/fd/<n>` so the watch is on the very directory the scan
+/// opened without following symlinks.
+struct Watcher {
+    fd: OwnedFd,
+    kinds: HashMap<i32, Watched>,
+}
+
+impl Watcher {
+    fn new() -> rustix::io::Result<Watcher> {
+        Ok(Watcher {
+            fd: inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?,
+            kinds: HashMap::new(),
+        })
+    }
+
+    fn watch(&mut self, dir: &Dir, kind: Watched) -> rustix::io::Result<()> {
+        let flags = WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MOVE_SELF
+            | WatchFlags::ONLYDIR;
+        let path = format!("/proc/self/fd/{}", dir.fd().as_raw_fd());
+        let wd = inotify::add_watch(&self.fd, path, flags)?;
+        self.kinds.insert(wd, kind);
+        Ok(())
+    }
+
+    /// Reads every queued event. Returns (a pass is due, the queue overflowed).
+    fn drain(&mut self, buf: &mut [std::mem::MaybeUninit<u8>]) -> (bool, bool) {
+        let (mut due, mut overflow) = (false, false);
+        let mut reader = inotify::Reader::new(&self.fd, buf);
+        loop {
+            let ev = match reader.next() {
+                Ok(ev) => ev,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            };
+            let flags = ev.events();
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                overflow = true;
+                continue;
+            }
+            if flags.contains(ReadFlags::IGNORED) {
+                self.kinds.remove(&ev.wd());
+                continue;
+            }
+            let kind = self.kinds.get(&ev.wd()).copied().unwrap_or(Watched::Profiles);
+            if flags.intersects(ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
+                || kind.cares_about(ev.file_name().map(|n| n.to_bytes()))
+            {
+                due = true;
+            }
+        }
+        (due || overflow, overflow)
+    }
+}
+
+/// Warns once per distinct problem while it persists (a malformed entry is reported when it appears, not
+/// on every rescan).
+#[derive(Default)]
+struct Once {
+    seen: HashSet<String>,
+}
+
+impl Once {
+    /// Starts a pass: problems not seen again during it are forgotten, so they warn if they come back.
+    fn pass(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.seen)
+    }
+    fn warn(&mut self, previous: &HashSet<String>, key: String, emit: impl FnOnce()) {
+        if !previous.contains(&key) && !self.seen.contains(&key) {
+            emit();
+        }
+        self.seen.insert(key);
+    }
+}
+
+struct Registrar<'a> {
+    root: &'a RootPrefix,
+    report: &'a Report,
+    places: &'a Places,
+    account: Account,
+    ownership: SlotOwnership,
+    watcher: Option<Watcher>,
+    once: Once,
+}
+
+impl Registrar<'_> {
+    /// One full comparison of profiles and slots; changes what differs. `rescan_anyway`: have s6-svscan
+    /// look at the scan directory even when nothing was published (the first pass: the boot's slots).
+    fn pass(&mut self, rescan_anyway: bool) {
+        let previous = self.once.pass();
+        let report = self.report;
+        let scandir = match open_scandir(self.root, &self.places.scandir) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                let path = display_path(&self.places.scandir);
+                self.once.warn(&previous, format!("no scandir {path}"), || {
+                    report.warn(format_args!("scan directory {path} does not exist — continuing"))
+                });
+                return;
+            }
+            Err(msg) => {
+                self.once.warn(&previous, msg.clone(), || {
+                    report.warn(format_args!("{msg} — continuing"))
+                });
+                return;
+            }
+        };
+        let _lock = match lock_scandir(&scandir) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.once.warn(&previous, e.to_string(), || report.warn_err(&e));
+                return;
+            }
+        };
+        let Some(desired) = self.desired(&previous) else {
+            return;
+        };
+        let current = match current_slots(&scandir) {
+            Ok(c) => c,
+            Err(e) => {
+                self.once.warn(&previous, e.to_string(), || report.warn_err(&e));
+                return;
+            }
+        };
+
+        let mut published = false;
+        for p in desired.profiles.iter().filter(|p| !current.contains(*p)) {
+            let spec = SlotSpec {
+                profile: p,
+                start: false,
+                ownership: self.ownership,
+                runtime_user: &self.account.name,
+            };
+            match install_slot(&scandir, report, &spec, Publish::NoReplace) {
+                Ok(_) => {
+                    published = true;
+                    report.info(format_args!("registered gateway-{p} (down)"));
+                }
+                Err(SlotError::Exists) => {}
+                Err(SlotError::Sys(e)) => self.once.warn(&previous, e.to_string(), || report.warn_err(&e)),
+            }
+        }
+        let extra: Vec<String> = current
+            .iter()
+            .filter(|p| !desired.profiles.contains(*p) && (desired.default_known || *p != DEFAULT_PROFILE))
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            for (p, result) in retire_slots(self.root, report, &scandir, &self.places.scandir, &extra) {
+                match result {
+                    Ok(()) => report.info(format_args!("unregistered gateway-{p}")),
+                    Err(e) => self.once.warn(&previous, e.to_string(), || report.warn_err(&e)),
+                }
+            }
+        }
+        if published || rescan_anyway {
+            let r = rescan(self.root, &self.places.scandir);
+            if !r.success() {
+                let what = format!(
+                    "s6-svscanctl -a {} failed: {}",
+                    display_path(&self.places.scandir),
+                    r.describe()
+                );
+                self.once.warn(&previous, what.clone(), || {
+                    report.warn(format_args!("{what} — continuing"))
+                });
+            }
+        }
+    }
+
+    /// The profiles that should have a slot; `None` when `H` cannot be looked at (then nothing is removed:
+    /// a volume that is briefly unreadable must not cost every gateway its slot).
+    fn desired(&mut self, previous: &HashSet<String>) -> Option<Desired> {
+        let report = self.report;
+        let home = match Dir::open_anchor(self.root, &self.places.home) {
+            Ok(Entry::Found(h)) => h,
+            Ok(Entry::Symlink) => {
+                let path = self.places.home.clone();
+                self.once
+                    .warn(previous, format!("symlink {}", display_path(&path)), || {
+                        report.warn_refusing("profile", &path)
+                    });
+                return None;
+            }
+            Ok(_) => return None,
+            Err(e) => {
+                self.once.warn(previous, e.to_string(), || report.warn_err(&e));
+                return None;
+            }
+        };
+        let mut out = Desired {
+            profiles: BTreeSet::new(),
+            default_known: true,
+        };
+        self.watch(&home, Watched::Home);
+        match unregister_requested(&home) {
+            Ok(false) => {
+                out.profiles.insert(DEFAULT_PROFILE.to_string());
+            }
+            Ok(true) => {}
+            Err(e) => {
+                out.default_known = false;
+                self.once.warn(previous, e.to_string(), || report.warn_err(&e));
+            }
+        }
+        let profiles_path = home.child("profiles");
+        let mut watcher = self.watcher.take();
+        let mut watch_failed = None;
+        let scanned = scan_profiles(&home, |d| {
+            if let Some(w) = watcher.as_mut() {
+                let kind = if d.path() == profiles_path {
+                    Watched::Profiles
+                } else {
+                    Watched::Profile
+                };
+                if let Err(e) = w.watch(d, kind) {
+                    watch_failed.get_or_insert(crate::error::SysError::new("inotify_add_watch", d.path(), e));
+                }
+            }
+        });
+        self.watcher = watcher;
+        if let Some(e) = watch_failed {
+            self.once.warn(previous, "inotify_add_watch".to_string(), || {
+                report.warn(format_args!(
+                    "{e}; new profiles may take up to {} s to get a slot — continuing",
+                    RESCAN_INTERVAL.as_secs()
+                ))
+            });
+        }
+        for s in scanned {
+            match s {
+                Scanned::Profile(p) => match unregister_requested(&p.dir) {
+                    Ok(false) => {
+                        out.profiles.insert(p.name);
+                    }
+                    Ok(true) => {}
+                    Err(e) => self.once.warn(previous, e.to_string(), || report.warn_err(&e)),
+                },
+                Scanned::Problem(problem) => {
+                    self.once.warn(previous, problem.key(), || problem.emit(report));
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn watch(&mut self, dir: &Dir, kind: Watched) {
+        if let Some(w) = self.watcher.as_mut() {
+            // A failure is reported by the scan of the profiles, which watches many more directories.
+            let _ = w.watch(dir, kind);
+        }
+    }
+}
+
+struct Desired {
+    profiles: BTreeSet<String>,
+    /// Whether the root profile's request marker could be read (else its slot is left alone).
+    default_known: bool,
+}
+
+/// The profiles that have a `gateway-<p>` entry in the scan directory (other names are not ours).
+fn current_slots(scandir: &Dir) -> crate::error::SysResult<BTreeSet<String>> {
+    Ok(scandir
+        .list()?
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let p = name.as_bytes().strip_prefix(b"gateway-")?;
+            (p == DEFAULT_PROFILE.as_bytes() || validate_profile_name(p).is_ok())
+                .then(|| String::from_utf8_lossy(p).into_owned())
+        })
+        .collect())
+}
+
+/// Removes staging and retired slots an interrupted registrar or boot left behind (RP-01's sweep).
+fn sweep_leftovers(scandir: &Dir, report: &Report) {
+    if let Ok(entries) = scandir.list() {
+        for (name, _) in entries {
+            if is_leftover_name(name.as_bytes()) {
+                if let Err(e) = scandir.remove_tree(report, &name) {
+                    report.warn_err(&e);
+                }
+            }
+        }
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP and returns a descriptor that reports them (children get a clean
+/// mask: std resets it when spawning).
+fn stop_signals() -> nix::Result<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// `reconcile-profiles watch`; returns the exit code (0 after SIGTERM/SIGINT/SIGHUP, 1 when it cannot
+/// start).
+pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places, interval: Duration) -> u8 {
+    if euid() != 0 {
+        error_line("watch must run as root (it is the profile-registrar service)");
+        return 1;
+    }
+    let account = match lookup(root, user) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            error_line(format_args!("runtime user {user} not found in /etc/passwd"));
+            return 1;
+        }
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    let signals = match stop_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            error_line(format_args!("cannot block stop signals: {e}"));
+            return 1;
+        }
+    };
+    let watcher = match Watcher::new() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            report.warn(format_args!(
+                "inotify_init: {e}; profiles are rescanned every {} s only — continuing",
+                interval.as_secs()
+            ));
+            None
+        }
+    };
+    let mode = match places.slot_mode {
+        SlotMode::RootOwned => "root-owned",
+        SlotMode::UserOwned => "user-owned",
+    };
+    report.info(format_args!(
+        "registrar watching {}/profiles for {} ({mode} slots)",
+        display_path(&places.home),
+        display_path(&places.scandir)
+    ));
+    let mut reg = Registrar {
+        root,
+        report,
+        places,
+        ownership: ownership_for(&account, places.slot_mode),
+        account,
+        watcher,
+        once: Once::default(),
+    };
+    if let Ok(Some(scandir)) = open_scandir(root, &places.scandir) {
+        if let Ok(_lock) = lock_scandir(&scandir) {
+            sweep_leftovers(&scandir, report);
+        }
+    }
+    reg.pass(true);
+    let mut next_rescan = Instant::now() + interval;
+    // (first event of the burst, last event)
+    let mut burst: Option<(Instant, Instant)> = None;
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+    loop {
+        let now = Instant::now();
+        let wake = match burst {
+            Some((first, last)) => (last + DEBOUNCE_QUIET).min(first + DEBOUNCE_MAX).min(next_rescan),
+            None => next_rescan,
+        };
+        let timeout = wake.saturating_duration_since(now);
+        let ts = rustix::fs::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let (sig_ready, ino_ready) = {
+            let mut fds = vec![PollFd::new(&signals, PollFlags::IN)];
+            if let Some(w) = reg.watcher.as_ref() {
+                fds.push(PollFd::new(&w.fd, PollFlags::IN));
+            }
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    report.warn(format_args!("poll: {e} — continuing"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            (
+                !fds[0].revents().is_empty(),
+                fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+            )
+        };
+        if sig_ready {
+            if let Ok(Some(info)) = signals.read_signal() {
+                report.info(format_args!("registrar stopping (signal {})", info.ssi_signo));
+            }
+            return 0;
+        }
+        let now = Instant::now();
+        if ino_ready {
+            if let Some(w) = reg.watcher.as_mut() {
+                let (due, overflow) = w.drain(&mut buf);
+                if overflow {
+                    report.info("inotify queue overflowed; rescanning every profile");
+                    // Nothing to wait for: the events that were lost are unknown anyway.
+                    burst = Some((now - DEBOUNCE_MAX, now - DEBOUNCE_QUIET));
+                } else if due {
+                    burst = Some(match burst {
+                        Some((first, _)) => (first, now),
+                        None => (now, now),
+                    });
+                }
+            }
+        }
+        let burst_done =
+            burst.is_some_and(|(first, last)| now >= last + DEBOUNCE_QUIET || now >= first + DEBOUNCE_MAX);
+        if burst_done || now >= next_rescan {
+            burst = None;
+            reg.pass(false);
+            next_rescan = Instant::now() + interval;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Requests from the runtime user
+
+/// Waits until `done` holds, polling every 20 ms; false on timeout.
+fn wait_for(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(REQUEST_POLL);
+    }
+}
+
+fn slot_exists(scandir: &Dir, profile: &str) -> bool {
+    matches!(scandir.stat(slot_name(profile)), Ok(Some(_)))
+}
+
+/// Creates and removes an entry in the profile directory: an inotify event that makes the registrar look
+/// at the profile now, even when nothing else changed.
+fn nudge(dir: &Dir) {
+    let name = format!(".gateway-register-request.{}", std::process::id());
+    if rustix::fs::mknodat(
+        dir.fd(),
+        name.as_str(),
+        rustix::fs::FileType::RegularFile,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .is_ok()
+    {
+        let _ = rustix::fs::unlinkat(dir.fd(), name.as_str(), rustix::fs::AtFlags::empty());
+    }
+}
+
+/// `register <p> [--down]` as the runtime user: the profile must exist (`SOUL.md`); an earlier
+/// `unregister` request is withdrawn; then wait until the registrar has published the slot and, without
+/// `--down`, until s6-supervise runs on it, and start it (`s6-svc -u`). Exit 0, 1 (no such profile, I/O or
+/// s6 failure) or 4 (timeout).
+pub fn request_register(
+    root: &RootPrefix,
+    report: &Report,
+    places: &Places,
+    scandir: &Dir,
+    profile: &str,
+    down: bool,
+    timeout: Duration,
+) -> u8 {
+    let dir = match open_profile_dir(root, &places.home, profile) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            error_line(format_args!(
+                "profile '{profile}' does not exist (no directory {})",
+                display_path(&profile_path(places, profile))
+            ));
+            return 1;
+        }
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    if profile != DEFAULT_PROFILE {
+        match dir.stat("SOUL.md") {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                error_line(format_args!(
+                    "profile '{profile}' has no SOUL.md in {}; the registrar only registers profiles",
+                    display_path(dir.path())
+                ));
+                return 1;
+            }
+            Err(e) => {
+                error_line(e);
+                return 1;
+            }
+        }
+    }
+    let state = if down { "down" } else { "up" };
+    if report.dry_run() {
+        report.would("remove", &dir.child(UNREGISTER_MARKER), "");
+        report.would(
+            "wait",
+            &scandir.child(slot_name(profile)),
+            "(for the profile registrar)",
+        );
+        if !down {
+            report.would(
+                "run",
+                Path::new("/command/s6-svc"),
+                format_args!("-u {}", display_path(&scandir.child(slot_name(profile)))),
+            );
+        }
+        return 0;
+    }
+    if let Err(e) = crate::reconcile::clear_unregister_request(&dir, report) {
+        error_line(e);
+        return 1;
+    }
+    if !slot_exists(scandir, profile) {
+        nudge(&dir);
+    }
+    let deadline = Instant::now() + timeout;
+    let timed_out = |what: &str| {
+        error_line(format_args!(
+            "timed out after {} s waiting for {what} (is the profile-registrar service running?)",
+            timeout.as_secs_f64()
+        ));
+        EXIT_TIMEOUT
+    };
+    if !wait_for(deadline, || slot_exists(scandir, profile)) {
+        return timed_out(&format!("the registrar to publish gateway-{profile}"));
+    }
+    if !down {
+        let slot = host(root, &scandir.child(slot_name(profile)));
+        if !wait_for(deadline, || {
+            run_tool(root, "s6-svok", &[&slot], Duration::from_secs(5)).success()
+        }) {
+            return timed_out(&format!("s6-supervise on gateway-{profile}"));
+        }
+        let r = run_tool(root, "s6-svc", &[OsStr::new("-u"), &slot], Duration::from_secs(5));
+        if !r.success() {
+            error_line(format_args!("s6-svc -u failed: {}", r.describe()));
+            return 1;
+        }
+    }
+    report.info(format_args!("registered gateway-{profile} ({state})"));
+    0
+}
+
+/// `unregister <p>` as the runtime user: while the profile directory exists the request is recorded in it
+/// ([`UNREGISTER_MARKER`]); a removed directory is the request itself. Then wait until the registrar has
+/// removed the slot. Exit 0, 1 or 4 (timeout).
+pub fn request_unregister(
+    root: &RootPrefix,
+    report: &Report,
+    places: &Places,
+    scandir: &Dir,
+    profile: &str,
+    timeout: Duration,
+) -> u8 {
+    let dir = match open_profile_dir(root, &places.home, profile) {
+        Ok(d) => d,
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    if !slot_exists(scandir, profile) {
+        if let (Some(dir), false) = (&dir, report.dry_run()) {
+            // Keep it that way: without the request the registrar would give the profile a slot.
+            if let Err(e) = crate::reconcile::record_unregister_request(dir, report, None) {
+                error_line(e);
+                return 1;
+            }
+        }
+        report.info(format_args!("gateway-{profile} is not registered"));
+        return 0;
+    }
+    if report.dry_run() {
+        if let Some(dir) = &dir {
+            report.would("create", &dir.child(UNREGISTER_MARKER), "");
+        }
+        report.would(
+            "wait",
+            &scandir.child(slot_name(profile)),
+            "(until the profile registrar removed it)",
+        );
+        return 0;
+    }
+    if let Some(dir) = &dir {
+        if let Err(e) = crate::reconcile::record_unregister_request(dir, report, None) {
+            error_line(e);
+            return 1;
+        }
+    }
+    if !wait_for(Instant::now() + timeout, || !slot_exists(scandir, profile)) {
+        error_line(format_args!(
+            "timed out after {} s waiting for the registrar to remove gateway-{profile} (is the \
+             profile-registrar service running?)",
+            timeout.as_secs_f64()
+        ));
+        return EXIT_TIMEOUT;
+    }
+    report.info(format_args!("unregistered gateway-{profile}"));
+    0
+}
+
+fn profile_path(places: &Places, profile: &str) -> std::path::PathBuf {
+    if profile == DEFAULT_PROFILE {
+        places.home.clone()
+    } else {
+        places.home.join("profiles").join(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_that_matter() {
+        assert!(Watched::Profile.cares_about(Some(b"SOUL.md")));
+        assert!(Watched::Profile.cares_about(Some(UNREGISTER_MARKER.as_bytes())));
+        assert!(!Watched::Profile.cares_about(Some(b"gateway_state.json")));
+        assert!(Watched::Home.cares_about(Some(b"profiles")));
+        assert!(!Watched::Home.cares_about(Some(b"config.yaml")));
+        assert!(Watched::Profiles.cares_about(Some(b"anything")));
+        assert!(Watched::Profile.cares_about(None));
+    }
+
+    #[test]
+    fn a_problem_warns_once_while_it_lasts_and_again_when_it_returns() {
+        let mut once = Once::default();
+        let mut printed = 0;
+        for _ in 0..3 {
+            let prev = once.pass();
+            once.warn(&prev, "bad".into(), || printed += 1);
+        }
+        assert_eq!(printed, 1);
+        let _ = once.pass(); // a pass without the problem
+        let prev = once.pass();
+        once.warn(&prev, "bad".into(), || printed += 1);
+        assert_eq!(printed, 2);
+    }
+}
