@@ -61,9 +61,22 @@ fn test(args: &[String]) -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     if setup::has_nextest() {
-        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
+        cargo(&[
+            "nextest",
+            "run",
+            "--workspace",
+            "--exclude",
+            "container-suite",
+            "--no-fail-fast",
+        ])?;
     } else {
-        cargo(&["test", "--workspace", "--no-fail-fast"])?;
+        cargo(&[
+            "test",
+            "--workspace",
+            "--exclude",
+            "container-suite",
+            "--no-fail-fast",
+        ])?;
     }
     if with_docker {
         docker::docker_test(&[])?;

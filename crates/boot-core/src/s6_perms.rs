@@ -1,7 +1,13 @@
 //! Group control of the static s6-rc services (SPEC SP-01 … SP-04), modelled on
-//! `s6-svperms -G <group> -E <group>`: the owner stays root, the runtime group may send commands, read the
-//! state and subscribe to events. Nothing is handed to the runtime user, so it cannot plant entries that
-//! root's s6-supervise would write through.
+//! `s6-svperms -G <group>`: the owner stays root, the runtime group may send commands and read the state.
+//! Nothing is handed to the runtime user, so it cannot plant entries that root's s6-supervise would write
+//! through.
+//!
+//! Event subscription (`s6-svperms -E`, `event/` 03730 root:g) is granted only in the legacy
+//! `HERMES_GATEWAY_SLOTS=user-owned` mode: s6-supervise, as root, opens every `ftrig1*` entry of `event/`
+//! for writing and follows symlinks while doing so, so a group that may create entries there can make root
+//! write into any file. By default `event/` is root:g 0710 (the group may not create entries) and the
+//! runtime user polls `s6-svstat` instead of using `s6-svwait`.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -21,9 +27,11 @@ pub const SERVICEDIRS: &str = "/run/s6-rc/servicedirs";
 pub const SUPERVISE_MODE: u32 = 0o710;
 /// `supervise/control`: group may write commands.
 pub const CONTROL_MODE: u32 = 0o620;
-/// `event/`, `supervise/event/`: group may create its own FIFOs; setgid keeps them in the group, sticky
-/// stops members removing each other's.
-pub const EVENT_MODE: u32 = 0o3730;
+/// `event/`, `supervise/event/` by default: the group may enter but create nothing.
+pub const EVENT_MODE: u32 = crate::s6_slot::ROOT_EVENT_MODE;
+/// `event/`, `supervise/event/` in the legacy user-owned mode: the group may create its own FIFOs; setgid
+/// keeps them in the group, sticky stops members removing each other's.
+pub const LEGACY_EVENT_MODE: u32 = crate::s6_slot::USER_EVENT_MODE;
 
 /// What [`grant_group_control`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +95,7 @@ fn open_child(dir: &Dir, report: &Report, name: &str) -> Option<Dir> {
 }
 
 /// SP-03 for one servicedir.
-fn grant_service(svc: &Dir, report: &Report, group: u32) {
+fn grant_service(svc: &Dir, report: &Report, group: u32, event_mode: u32) {
     if grant(
         svc,
         report,
@@ -100,15 +108,21 @@ fn grant_service(svc: &Dir, report: &Report, group: u32) {
     {
         if let Some(sup) = open_child(svc, report, "supervise") {
             grant(&sup, report, "control", FileType::Fifo, group, CONTROL_MODE);
-            grant(&sup, report, "event", FileType::Directory, group, EVENT_MODE);
+            grant(&sup, report, "event", FileType::Directory, group, event_mode);
         }
     }
-    grant(svc, report, "event", FileType::Directory, group, EVENT_MODE);
+    grant(svc, report, "event", FileType::Directory, group, event_mode);
 }
 
 /// SP-02/SP-03 over `/run/s6-rc/servicedirs` (under the root prefix): each service in sorted order,
-/// skipping `.`, `s6rc-` and `s6-linux-` names.
-pub fn grant_group_control(root: &RootPrefix, report: &Report, group: u32) -> Result<Outcome, SysError> {
+/// skipping `.`, `s6rc-` and `s6-linux-` names. `event_mode` is [`EVENT_MODE`] or, in the legacy mode,
+/// [`LEGACY_EVENT_MODE`].
+pub fn grant_group_control(
+    root: &RootPrefix,
+    report: &Report,
+    group: u32,
+    event_mode: u32,
+) -> Result<Outcome, SysError> {
     let top = match Dir::open_anchor(root, Path::new(SERVICEDIRS))? {
         Entry::Found(d) => d,
         Entry::Missing => return Ok(Outcome::NoTree),
@@ -131,7 +145,7 @@ pub fn grant_group_control(root: &RootPrefix, report: &Report, group: u32) -> Re
             _ => continue,
         }
         match top.subdir(&name) {
-            Ok(Entry::Found(svc)) => grant_service(&svc, report, group),
+            Ok(Entry::Found(svc)) => grant_service(&svc, report, group, event_mode),
             Ok(Entry::Symlink) => report.warn_refusing("chgrp/chmod", &top.child(&name)),
             Ok(_) => {}
             Err(e) => report.warn_err(&e),
@@ -157,7 +171,13 @@ pub fn run_supervise_perms(root: &RootPrefix, report: &Report, user: &str) -> u8
             return 1;
         }
     };
-    match grant_group_control(root, report, account.gid) {
+    let event_mode = match crate::reconcile::SlotMode::from_value(
+        std::env::var_os(crate::reconcile::ENV_SLOTS).as_deref(),
+    ) {
+        crate::reconcile::SlotMode::RootOwned => EVENT_MODE,
+        crate::reconcile::SlotMode::UserOwned => LEGACY_EVENT_MODE,
+    };
+    match grant_group_control(root, report, account.gid, event_mode) {
         Ok(Outcome::NoTree) => {
             report.info(format_args!("{SERVICEDIRS} not present; skipping"));
             return 0;

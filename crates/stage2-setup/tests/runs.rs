@@ -60,7 +60,9 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
     }
     // The plan targets the ids the remap would set, not the ones passwd still holds.
     assert!(
-        would.iter().any(|l| l.starts_with("would chown /opt/data/cron/job.json") && l.ends_with("-> 1000:1000")),
+        would
+            .iter()
+            .any(|l| l.starts_with("would chown /opt/data/cron/job.json") && l.ends_with("-> 1000:1000")),
         "ownership plan does not follow the planned remap\n{}",
         out.stdout
     );

@@ -37,14 +37,23 @@ fn fake_service(r: &TempRoot, name: &str) {
     }
 }
 
+/// Default `event/` mode: the group may enter but not create (no event subscription, see s6_perms).
+const EVENT: u32 = 0o710;
+/// `event/` in the legacy `HERMES_GATEWAY_SLOTS=user-owned` mode.
+const LEGACY_EVENT: u32 = 0o3730;
+
 fn assert_granted(r: &TempRoot, name: &str) {
+    assert_granted_with(r, name, EVENT)
+}
+
+fn assert_granted_with(r: &TempRoot, name: &str, event: u32) {
     let d = format!("{SD}/{name}");
     let g = HERMES_GID;
     for (rel, mode) in [
         ("supervise", 0o710),
         ("supervise/control", 0o620),
-        ("event", 0o3730),
-        ("supervise/event", 0o3730),
+        ("event", event),
+        ("supervise/event", event),
     ] {
         let p = format!("{d}/{rel}");
         assert_eq!(r.owner(&p), (0, g), "{p}");
@@ -109,7 +118,7 @@ fn absent_entries_are_skipped_silently_and_symlinks_refused() {
     let out = run(&mut r.command(BIN));
     out.assert_code(0);
     assert_eq!(r.owner(&format!("{SD}/fresh/event")), (0, HERMES_GID));
-    assert_eq!(r.mode(&format!("{SD}/fresh/event")), 0o3730);
+    assert_eq!(r.mode(&format!("{SD}/fresh/event")), EVENT);
     assert!(out.stdout.contains(&format!(
         "refusing chgrp/chmod through symlinked path {SD}/planted/supervise"
     )));
@@ -205,7 +214,7 @@ fn dry_run_changes_nothing() {
         .contains(&format!("would chmod {SD}/dashboard/supervise 0700 -> 0710")));
     assert!(
         out.stdout
-            .ends_with("[supervise-perms] Dry run complete; 6 changes planned\n"),
+            .ends_with("[supervise-perms] Dry run complete; 8 changes planned\n"),
         "{}",
         out.stdout
     );
@@ -250,30 +259,38 @@ fn runtime_user_can_control_services_a_real_s6_supervise_created() {
     }
     let (code, out) = hermes("s6-svc", &[OsStr::new("-u"), main.as_os_str()]);
     assert_eq!(code, Some(0), "{out}");
-    let (code, out) = hermes(
+    wait_until(Duration::from_secs(10), || {
+        hermes("s6-svstat", &[main.as_os_str()]).1.starts_with("up ")
+    });
+    let (code, out) = hermes("s6-svc", &[OsStr::new("-d"), main.as_os_str()]);
+    assert_eq!(code, Some(0), "{out}");
+    wait_until(Duration::from_secs(10), || {
+        hermes("s6-svstat", &[main.as_os_str()]).1.starts_with("down")
+    });
+    // Event subscription is not granted: the group cannot put a FIFO into event/, where root's
+    // s6-supervise would write through it (or through a symlink planted in its place).
+    let (code, _) = hermes(
         "s6-svwait",
         &[
             OsStr::new("-u"),
             OsStr::new("-t"),
-            OsStr::new("10000"),
+            OsStr::new("1000"),
             main.as_os_str(),
         ],
     );
-    assert_eq!(code, Some(0), "{out}");
-    let (_, out) = hermes("s6-svstat", &[main.as_os_str()]);
-    assert!(out.starts_with("up "), "{out}");
-    let (code, out) = hermes("s6-svc", &[OsStr::new("-d"), main.as_os_str()]);
-    assert_eq!(code, Some(0), "{out}");
-    let (code, out) = hermes(
-        "s6-svwait",
-        &[
-            OsStr::new("-d"),
-            OsStr::new("-t"),
-            OsStr::new("10000"),
-            main.as_os_str(),
-        ],
+    assert_ne!(code, Some(0), "s6-svwait must not be able to subscribe");
+    let planted = r.path(&format!("{SD}/main-hermes/event/ftrig1:@planted"));
+    let (code, _) = tool_as(
+        HERMES_UID,
+        HERMES_GID,
+        "ln",
+        &[OsStr::new("-s"), OsStr::new("/etc/passwd"), planted.as_os_str()],
     );
-    assert_eq!(code, Some(0), "{out}");
+    assert_ne!(code, Some(0));
+    assert!(
+        std::fs::symlink_metadata(&planted).is_err(),
+        "the group planted an event entry"
+    );
 
     for s in ["dashboard", "main-hermes"] {
         for f in ["lock", "status"] {
@@ -293,4 +310,15 @@ fn runtime_user_can_control_services_a_real_s6_supervise_created() {
     );
     assert_ne!(code, Some(0));
     assert!(!r.exists(&format!("{SD}/main-hermes/supervise/x")));
+}
+
+#[test]
+fn legacy_mode_also_grants_event_subscription() {
+    let r = setup();
+    fake_service(&r, "dashboard");
+    let mut cmd = r.command(BIN);
+    cmd.env("HERMES_GATEWAY_SLOTS", "user-owned");
+    let out = run(&mut cmd);
+    out.assert_code(0);
+    assert_granted_with(&r, "dashboard", LEGACY_EVENT);
 }

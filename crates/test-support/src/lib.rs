@@ -33,7 +33,10 @@ impl TempRoot {
     /// `etc/passwd` and `etc/group` with root and hermes (10000:10000, home /opt/data), plus empty
     /// `run/`, `tmp/` and `opt/hermes/`. The volume `opt/data` is not created.
     pub fn new() -> TempRoot {
-        let dir = tempfile::Builder::new().prefix("hermes-boot-test.").tempdir_in(scratch_base()).expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("hermes-boot-test.")
+            .tempdir_in(scratch_base())
+            .expect("tempdir");
         // The runtime user must be able to reach the volume through the prefix.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod tempdir");
         let r = TempRoot { dir };
@@ -41,7 +44,10 @@ impl TempRoot {
             "/etc/passwd",
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nhermes:x:10000:10000::/opt/data:/bin/sh\n",
         );
-        r.write("/etc/group", "root:x:0:\nvideo:x:44:\nnogroup:x:65534:\nhermes:x:10000:\n");
+        r.write(
+            "/etc/group",
+            "root:x:0:\nvideo:x:44:\nnogroup:x:65534:\nhermes:x:10000:\n",
+        );
         for d in ["/run", "/tmp", "/opt/hermes", "/proc/1"] {
             r.mkdir(d);
         }
@@ -69,7 +75,10 @@ impl TempRoot {
 
     pub fn read(&self, p: &str) -> String {
         let path = self.path(p);
-        String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))).into_owned()
+        String::from_utf8_lossy(
+            &std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
+        )
+        .into_owned()
     }
 
     pub fn mkdir(&self, p: &str) {
@@ -85,7 +94,9 @@ impl TempRoot {
     }
 
     pub fn is_symlink(&self, p: &str) -> bool {
-        std::fs::symlink_metadata(self.path(p)).map(|m| m.file_type().is_symlink()).unwrap_or(false)
+        std::fs::symlink_metadata(self.path(p))
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
     }
 
     /// (uid, gid) of an entry, not following symlinks.
@@ -110,7 +121,10 @@ impl TempRoot {
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HERMES_BOOT_ROOT", self.root())
             .stdin(Stdio::null());
         c
@@ -120,7 +134,9 @@ impl TempRoot {
 /// Where temporary roots go: not under a tmpfs that may be mounted `nosuid`/`nodev` in odd ways, and
 /// traversable by the runtime user.
 fn scratch_base() -> PathBuf {
-    std::env::var_os("HERMES_TEST_SCRATCH").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    std::env::var_os("HERMES_TEST_SCRATCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 pub fn owner(p: &Path) -> (u32, u32) {
@@ -161,7 +177,13 @@ impl Run {
     }
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, Some(code), "unexpected exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit status\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
@@ -192,7 +214,11 @@ pub mod s6 {
     /// The path of one s6 tool; panics when the `s6` package is not installed.
     pub fn tool(name: &str) -> PathBuf {
         let p = Path::new(S6_BIN).join(name);
-        assert!(p.exists(), "{} is missing: install Debian's s6 package (apt-get install -y s6)", p.display());
+        assert!(
+            p.exists(),
+            "{} is missing: install Debian's s6 package (apt-get install -y s6)",
+            p.display()
+        );
         p
     }
 
@@ -200,7 +226,15 @@ pub mod s6 {
     /// which the programs use through the root prefix).
     pub fn install_commands(root: &TempRoot) {
         root.mkdir("/command");
-        for name in ["s6-svscanctl", "s6-svc", "s6-svwait", "s6-svok", "s6-svstat", "s6-setuidgid", "s6-log"] {
+        for name in [
+            "s6-svscanctl",
+            "s6-svc",
+            "s6-svwait",
+            "s6-svok",
+            "s6-svstat",
+            "s6-setuidgid",
+            "s6-log",
+        ] {
             let target = tool(name);
             let link = root.path(&format!("/command/{name}"));
             if std::fs::symlink_metadata(&link).is_err() {
@@ -226,7 +260,10 @@ pub mod s6 {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start s6-svscan");
-            let s = Svscan { child, scandir: scandir.to_path_buf() };
+            let s = Svscan {
+                child,
+                scandir: scandir.to_path_buf(),
+            };
             let ctl = scandir.join(".s6-svscan/control");
             wait_until(Duration::from_secs(10), || {
                 Command::new(tool("s6-svscanctl"))
@@ -294,7 +331,10 @@ pub mod s6 {
             }
             let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
             let named = cmdline.split(|b| *b == 0).nth(1) == Some(name.as_bytes());
-            named && std::fs::read_link(p.join("cwd")).map(|c| c.starts_with(&base)).unwrap_or(false)
+            named
+                && std::fs::read_link(p.join("cwd"))
+                    .map(|c| c.starts_with(&base))
+                    .unwrap_or(false)
         })
     }
 }

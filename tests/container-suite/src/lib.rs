@@ -388,10 +388,15 @@ impl Container {
             .collect())
     }
 
-    /// The environment of a process, one `KEY=value` per entry.
-    pub fn environ(&self, pid: u32) -> Result<Vec<String>> {
-        let out = self.root_ok(&format!("tr '\\0' '\\n' < /proc/{pid}/environ"))?;
-        Ok(out.lines().map(str::to_string).collect())
+    /// The environment of a process, one `KEY=value` per entry. Read as the process's own uid:
+    /// root lacks CAP_SYS_PTRACE under Docker's default capabilities.
+    pub fn environ(&self, p: &Proc) -> Result<Vec<String>> {
+        let script = format!("tr '\\0' '\\n' < /proc/{}/environ", p.pid);
+        let r = self.exec_as(&p.uid.to_string(), &script)?;
+        if !r.ok() {
+            bail!("cannot read the environment of {p:?}: {r}");
+        }
+        Ok(r.stdout.lines().map(str::to_string).collect())
     }
 
     /// TCP ports in LISTEN state (IPv4 and IPv6).

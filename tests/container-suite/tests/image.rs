@@ -86,7 +86,7 @@ echo "browser-path-bytes $(tail -c1 /etc/hermes/agent-browser-executable-path | 
     }
     for f in ["01-hermes-setup", "015-supervise-perms", "02-reconcile-profiles"] {
         assert!(
-            out.contains(&format!("init {f} 755 2 #!/command/with-contenv sh")),
+            out.contains(&format!("init {f} 755 2 #!/command/with-contenv /bin/sh")),
             "{f}:\n{out}"
         );
     }

@@ -131,7 +131,7 @@ fn dashboard_insecure_env_var_no_longer_bypasses_gate() -> Result<()> {
 fn dashboard_service_resets_home() -> Result<()> {
     let c = dashboard_container(&[("HERMES_DASHBOARD_HOST", "127.0.0.1")])?;
     let p = dashboard_proc(&c)?;
-    let env = c.environ(p.pid)?;
+    let env = c.environ(&p)?;
     assert!(env.iter().any(|e| e == "HOME=/opt/data"), "{env:?}");
     Ok(())
 }
@@ -140,7 +140,7 @@ fn dashboard_service_resets_home() -> Result<()> {
 fn dashboard_service_resets_home_with_real_home() -> Result<()> {
     let c = dashboard_container(&[("HERMES_REAL_HOME", "/home/agent")])?;
     let p = dashboard_proc(&c)?;
-    let env = c.environ(p.pid)?;
+    let env = c.environ(&p)?;
     assert!(env.iter().any(|e| e == "HOME=/home/agent"), "{env:?}");
     c.hermes_ok("mkdir -p /home/agent/.config/hermes-probe && touch /home/agent/.config/hermes-probe/ok")?;
     assert_eq!(
