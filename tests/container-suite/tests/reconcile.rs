@@ -196,6 +196,11 @@ fn dashboard_container_registers_no_gateways() -> Result<()> {
     c.wait_until("the reconcile skip message", Duration::from_secs(45), || {
         Ok(c.logs()?.contains("reconcile: skipping (dashboard container"))
     })?;
+    // Long enough for anything started at boot to have registered slots.
+    c.wait_until("the dashboard listener", Duration::from_secs(30), || {
+        Ok(c.listening_ports()?.contains(&9200))
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
     assert!(
         !c.root("test -e /run/service/gateway-default")?.ok(),
         "gateway-default registered"
