@@ -6,8 +6,11 @@
 //! and listing it in [`SECTIONS`].
 
 mod measure;
+mod reconcile;
+mod scratch;
 mod tree;
 mod volume;
+mod wrapper;
 
 use std::path::{Path, PathBuf};
 
@@ -15,19 +18,28 @@ use anyhow::{bail, Context, Result};
 
 use crate::setup;
 
-const USAGE: &str = "usage: cargo xtask bench [--runs N] [--sizes N,N…] [--only SECTION] [--dir DIR]
+const USAGE: &str = "usage: cargo xtask bench [--runs N] [--fast-runs N] [--sizes N,N…] [--profiles N,N…]
+                         [--only SECTION] [--dir DIR]
 
-  --runs N      timed runs per measurement; the median is reported (default 5, at least 5 for the README)
-  --sizes N,…   data volume sizes in entries (default 10000,100000)
-  --only NAME   run one section (volume)
-  --dir DIR     where the generated trees go (default: the system temp directory)";
+  --runs N          timed runs per slow measurement; the median is reported (default 5, at least 5 for
+                    the README)
+  --fast-runs N     timed runs per measurement of a few milliseconds or less (default 200); median and
+                    p90 are reported
+  --sizes N,…       data volume sizes in entries (default 10000,100000)
+  --profiles N,…    profile counts for reconcile-profiles (default 10,500)
+  --only NAME       run one section (volume, reconcile, wrapper)
+  --dir DIR         where the generated trees go (default: the system temp directory)";
 
 /// What every section may use.
 pub struct Ctx {
     /// Directory of the release binaries (`stage2-setup`, …) and `examples/`.
     pub bin_dir: PathBuf,
     pub runs: usize,
+    /// Runs for the measurements of a few milliseconds or less.
+    pub fast_runs: usize,
     pub sizes: Vec<usize>,
+    /// Profile counts for the `reconcile` section.
+    pub profiles: Vec<usize>,
     pub scratch: PathBuf,
     /// Whether `strace` is available for syscall counts.
     pub strace: bool,
@@ -47,14 +59,33 @@ struct Section {
     run: fn(&Ctx) -> Result<String>,
 }
 
-const SECTIONS: &[Section] = &[Section {
-    name: "volume",
-    run: volume::run,
-}];
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "volume",
+        run: volume::run,
+    },
+    Section {
+        name: "reconcile",
+        run: reconcile::run,
+    },
+    Section {
+        name: "wrapper",
+        run: wrapper::run,
+    },
+];
+
+fn list(v: &str, what: &str) -> Result<Vec<usize>> {
+    v.split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| what.to_string())
+}
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut runs = 5;
+    let mut fast_runs = 200;
     let mut sizes = vec![10_000, 100_000];
+    let mut profiles = vec![10, 500];
     let mut only: Option<String> = None;
     let mut dir = std::env::temp_dir();
     let mut it = args.iter();
@@ -62,13 +93,9 @@ pub fn run(args: &[String]) -> Result<()> {
         let mut value = || it.next().with_context(|| format!("{a} needs a value\n\n{USAGE}"));
         match a.as_str() {
             "--runs" => runs = value()?.parse().context("--runs")?,
-            "--sizes" => {
-                sizes = value()?
-                    .split(',')
-                    .map(|s| s.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .context("--sizes")?
-            }
+            "--fast-runs" => fast_runs = value()?.parse().context("--fast-runs")?,
+            "--sizes" => sizes = list(value()?, "--sizes")?,
+            "--profiles" => profiles = list(value()?, "--profiles")?,
             "--only" => only = Some(value()?.clone()),
             "--dir" => dir = PathBuf::from(value()?),
             "-h" | "--help" => {
@@ -78,8 +105,11 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
     }
-    if runs == 0 || sizes.is_empty() || sizes.iter().any(|&n| n < 100) {
-        bail!("--runs must be positive and every size at least 100\n\n{USAGE}");
+    if runs == 0 || fast_runs == 0 || sizes.is_empty() || sizes.iter().any(|&n| n < 100) {
+        bail!("--runs and --fast-runs must be positive and every size at least 100\n\n{USAGE}");
+    }
+    if profiles.is_empty() {
+        bail!("--profiles needs at least one count\n\n{USAGE}");
     }
     if let Some(o) = &only {
         if !SECTIONS.iter().any(|s| s.name == o) {
@@ -102,6 +132,10 @@ pub fn run(args: &[String]) -> Result<()> {
         "-p",
         "stage2-setup",
         "-p",
+        "reconcile-profiles",
+        "-p",
+        "main-wrapper",
+        "-p",
         "boot-core",
         "--example",
         "repair",
@@ -109,7 +143,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let ctx = Ctx {
         bin_dir: target_dir().join("release"),
         runs,
+        fast_runs,
         sizes,
+        profiles,
         scratch: dir,
         strace,
     };

@@ -515,15 +515,19 @@ struct Pending<'a> {
 }
 
 fn commit(etc: &Dir, files: &Files, changes: &Changes) -> Result<(), UpdateError> {
+    // Published in this order so that a kill between two renames leaves a state the next boot finishes:
+    // passwd (which says what the user's ids are) goes last. Were passwd first, a kill after it would leave
+    // the user already "at" the new gid with /etc/group still at the old one, and no later boot would see a
+    // difference to repair.
     let mut todo: Vec<(&'static str, &[u8], &Current)> = Vec::new();
-    if let Some(c) = &changes.passwd {
-        todo.push((PASSWD, c, &files.passwd));
+    if let (Some(c), Some(cur)) = (&changes.gshadow, &files.gshadow) {
+        todo.push((GSHADOW, c, cur));
     }
     if let Some(c) = &changes.group {
         todo.push((GROUP, c, &files.group));
     }
-    if let (Some(c), Some(cur)) = (&changes.gshadow, &files.gshadow) {
-        todo.push((GSHADOW, c, cur));
+    if let Some(c) = &changes.passwd {
+        todo.push((PASSWD, c, &files.passwd));
     }
 
     // Stage every temporary first, so a read-only /etc or a full disk changes nothing at all.

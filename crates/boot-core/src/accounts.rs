@@ -57,8 +57,14 @@ impl Account {
 
 /// `--runtime-user`, else `HERMES_BOOT_USER`, else `hermes`.
 pub fn runtime_user_name(arg: Option<String>) -> String {
+    // A non-UTF-8 value is kept visible (as `\xNN`) so the lookup fails naming it, instead of silently
+    // falling back to the default user.
     arg.filter(|s| !s.is_empty())
-        .or_else(|| std::env::var(ENV_USER).ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var_os(ENV_USER)
+                .map(|v| crate::report::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_USER.to_string())
 }
 
@@ -131,7 +137,8 @@ pub fn account_from(passwd: &[u8], group: &[u8], name: &str) -> Option<Account> 
 
 /// Reads an image file (under the root prefix). `/etc` is root's, so plain path reads are fine here.
 pub fn read_image_file(root: &RootPrefix, path: &str) -> SysResult<Vec<u8>> {
-    std::fs::read(root.path(path)).map_err(|e| SysError::new("read", path, e))
+    crate::guarded::read_image_file(root, path, crate::guarded::IMAGE_FILE_LIMIT)?
+        .ok_or_else(|| SysError::new("read", path, nix::errno::Errno::ENOENT))
 }
 
 /// Looks the runtime user up. `Ok(None)`: passwd is readable but has no such user. A missing

@@ -24,28 +24,29 @@ fn assignment_prefix(key: &str) -> Vec<u8> {
     p
 }
 
-/// Joins lines back, each terminated by `\n`, except that a last line that had no newline in the
-/// original keeps having none.
-fn join(kept: &[&[u8]], original_ended_with_newline: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, l) in kept.iter().enumerate() {
+/// Removes every line for which `drop` holds; every kept line keeps its own terminator (only the
+/// original last line may lack a `\n`, and only if it had none). `None` when no line matched (the caller
+/// then does not rewrite the file at all).
+fn remove_lines(content: &[u8], drop: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    let all: Vec<&[u8]> = lines(content).collect();
+    let unterminated_last = if content.ends_with(b"\n") {
+        None
+    } else {
+        all.len().checked_sub(1)
+    };
+    let mut out = Vec::with_capacity(content.len());
+    let mut removed = false;
+    for (i, l) in all.iter().enumerate() {
+        if drop(l) {
+            removed = true;
+            continue;
+        }
         out.extend_from_slice(l);
-        if i + 1 < kept.len() || original_ended_with_newline {
+        if Some(i) != unterminated_last {
             out.push(b'\n');
         }
     }
-    out
-}
-
-/// Removes every line for which `drop` holds. `None` when no line matched (the caller then does not
-/// rewrite the file at all).
-fn remove_lines(content: &[u8], drop: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
-    let all: Vec<&[u8]> = lines(content).collect();
-    let kept: Vec<&[u8]> = all.iter().copied().filter(|l| !drop(l)).collect();
-    if kept.len() == all.len() {
-        return None;
-    }
-    Some(join(&kept, content.ends_with(b"\n")))
+    removed.then_some(out)
 }
 
 /// A "key line": `KEY=` followed by at least one character.
@@ -245,9 +246,10 @@ mod tests {
             remove_empty_key_lines(b"API_SERVER_KEY=\nA=1", K),
             Some(b"A=1".to_vec())
         );
+        // Removing the unterminated last line leaves the kept lines as they were, terminator included.
         assert_eq!(
             remove_empty_key_lines(b"A=1\nAPI_SERVER_KEY=", K),
-            Some(b"A=1".to_vec())
+            Some(b"A=1\n".to_vec())
         );
     }
 
@@ -342,5 +344,20 @@ mod tests {
             "{a}"
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn removing_an_unterminated_last_line_keeps_the_previous_terminator() {
+        // Found by fuzzing: the kept line lost its newline when the removed one was the unterminated last.
+        let input = b"\xc9\nNOUS_PORTAL_BASE_URL=\xf3";
+        let out = remove_lines(input, |l| l.starts_with(b"NOUS_PORTAL_BASE_URL=")).unwrap();
+        assert_eq!(out, b"\xc9\n");
+        let out = remove_lines(b"A=1\nX=y # stage2-managed", |l| l.starts_with(b"X=")).unwrap();
+        assert_eq!(out, b"A=1\n");
+        let out = remove_lines(b"A=1\nX=y\nB=2", |l| l.starts_with(b"X=")).unwrap();
+        assert_eq!(
+            out, b"A=1\nB=2",
+            "an unterminated last line that is kept stays unterminated"
+        );
     }
 }

@@ -320,7 +320,10 @@ impl Dir {
     pub fn mkdir(&self, name: impl AsRef<OsStr>, mode: u32, owner: Option<(u32, u32)>) -> SysResult<bool> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)) {
+        // Created with the final bits minus group/other write (and minus setgid/sticky, which mkdir may
+        // drop anyway): a kill before the fchmod below leaves a usable directory that was never more open
+        // than asked for. The fchmod then makes the mode exact, whatever the umask.
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode & 0o755)) {
             Ok(()) => {}
             Err(rustix::io::Errno::EXIST) => return Ok(false),
             Err(e) => return Err(SysError::new("mkdir", self.child(name), e)),
@@ -711,6 +714,36 @@ impl Dir {
     }
 }
 
+/// Largest image file the programs read whole (account files, lists, seed sources).
+pub const IMAGE_FILE_LIMIT: u64 = 16 << 20;
+
+/// Reads a whole image file (an absolute in-container path under the root prefix, resolved normally:
+/// its directories are root's). Only a regular file is read — it is opened `O_NONBLOCK`, so a FIFO or
+/// device planted there can neither block the boot nor be opened for real — and at most `limit` bytes.
+/// `Ok(None)` when the path does not exist.
+pub fn read_image_file(root: &RootPrefix, path: &str, limit: u64) -> SysResult<Option<Vec<u8>>> {
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = match rustix::fs::open(root.path(path), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(SysError::new("read", path, e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("read", path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(SysError::new("read", path, Errno::EINVAL));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::from(fd)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| SysError::new("read", path, e))?;
+    if buf.len() as u64 > limit {
+        return Err(SysError::new("read", path, Errno::EFBIG));
+    }
+    Ok(Some(buf))
+}
+
 /// chmod of an `O_PATH` descriptor: Linux has no `fchmod` for those, but the descriptor's magic link in
 /// `/proc/self/fd` names exactly the pinned inode.
 pub fn chmod_pinned(fd: &OwnedFd, mode: u32) -> rustix::io::Result<()> {
@@ -875,6 +908,30 @@ mod tests {
         let d = anchor(&t);
         assert!(d.remove_tree(&report(), "deep").unwrap());
         assert!(!t.path().join("deep").exists());
+    }
+
+    #[test]
+    fn image_files_are_read_only_when_regular() {
+        let t = tempfile::tempdir().unwrap();
+        let root = RootPrefix::new(t.path());
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/list"), b"a\n").unwrap();
+        nix::unistd::mkfifo(
+            &t.path().join("etc/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert_eq!(read_image_file(&root, "/etc/list", 100).unwrap().unwrap(), b"a\n");
+        assert_eq!(read_image_file(&root, "/etc/none", 100).unwrap(), None);
+        // A FIFO neither blocks nor is read.
+        assert_eq!(
+            read_image_file(&root, "/etc/fifo", 100).unwrap_err().errno,
+            Errno::EINVAL
+        );
+        assert_eq!(
+            read_image_file(&root, "/etc/list", 1).unwrap_err().errno,
+            Errno::EFBIG
+        );
     }
 
     #[test]

@@ -28,7 +28,8 @@ use crate::report::{display_path, Report};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
-    install_slot, is_leftover_name, old_name, slot_name, Publish, SlotError, SlotOwnership, SlotSpec,
+    chown_refused, install_slot, is_leftover_name, note_chown_refusal, old_name, slot_name, Publish,
+    SlotError, SlotOwnership, SlotSpec,
 };
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
@@ -115,8 +116,17 @@ fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
 }
 
 /// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
+/// Also skipped once root was refused a chown in this process (no CAP_CHOWN): files are then root's.
 fn owner_for(account: &Account) -> Option<(u32, u32)> {
-    (euid() == 0).then_some((account.uid, account.gid))
+    (euid() == 0 && !chown_refused()).then_some((account.uid, account.gid))
+}
+
+/// Warns about `e`, except that a refused chown is folded into the one warning per process that says
+/// the runtime user cannot control gateways ([`note_chown_refusal`]).
+fn warn_sys(report: &Report, e: &SysError, user: &str) {
+    if !note_chown_refusal(report, e, user) {
+        report.warn_err(e);
+    }
 }
 
 /// The owners of the slots this process builds.
@@ -243,7 +253,14 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
         ));
     }
     let ownership = ownership_for(&account, places.slot_mode);
-    let scandir = prepare_scandir(root, report, &places.scandir, places.slot_mode, owner);
+    let scandir = prepare_scandir(
+        root,
+        report,
+        &places.scandir,
+        places.slot_mode,
+        owner,
+        &account.name,
+    );
 
     let argv = read_container_argv(root);
     if is_dashboard_container(&argv) {
@@ -269,7 +286,7 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
             report,
             &argv,
             std::env::var_os(ENV_NO_SUPERVISE).as_deref(),
-            owner,
+            &account,
         )
     });
 
@@ -316,7 +333,7 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
                 actions.push(action);
             }
         }
-        append_boot_log(h, report, &actions, owner);
+        append_boot_log(h, report, &actions, &account);
     }
     0
 }
@@ -349,6 +366,7 @@ fn prepare_scandir(
     path: &Path,
     mode: SlotMode,
     owner: Option<(u32, u32)>,
+    user: &str,
 ) -> Option<Dir> {
     let scandir = match Dir::open_anchor(root, path) {
         Ok(Entry::Found(d)) => d,
@@ -389,7 +407,7 @@ fn prepare_scandir(
         SlotMode::RootOwned => (0, 0),
     };
     if let Err(e) = scandir.chown_self(report, owner) {
-        report.warn_err(&e);
+        warn_sys(report, &e, user);
     }
     if mode == SlotMode::RootOwned {
         let result = scandir.meta().and_then(|m| {
@@ -407,7 +425,7 @@ fn prepare_scandir(
         Ok(Entry::Found(ctl)) => {
             if mode == SlotMode::RootOwned {
                 if let Err(e) = ctl.chown_self(report, owner) {
-                    report.warn_err(&e);
+                    warn_sys(report, &e, user);
                 }
             }
             for name in ["control", "lock"] {
@@ -422,7 +440,7 @@ fn prepare_scandir(
                     None => Ok(false),
                 });
                 if let Err(e) = result {
-                    report.warn_err(&e);
+                    warn_sys(report, &e, user);
                 }
             }
         }
@@ -462,7 +480,7 @@ fn migrate_legacy_gateway_run(
     report: &Report,
     argv: &[Vec<u8>],
     no_supervise: Option<&OsStr>,
-    owner: Option<(u32, u32)>,
+    account: &Account,
 ) -> bool {
     if truthy_t2(no_supervise) || !is_legacy_gateway_run(argv) {
         return false;
@@ -482,14 +500,23 @@ fn migrate_legacy_gateway_run(
     let content = format!(
         "{{\"gateway_state\":\"running\",\"desired_state\":\"running\",\"timestamp\":{now},\"migrated_from\":\"legacy-container-cmd\"}}\n"
     );
-    match create_exclusive(
-        home,
-        report,
-        OsStr::new(STATE_FILE),
-        content.as_bytes(),
-        0o644,
-        owner,
-    ) {
+    let create = |owner| {
+        create_exclusive(
+            home,
+            report,
+            OsStr::new(STATE_FILE),
+            content.as_bytes(),
+            0o644,
+            owner,
+        )
+    };
+    let mut result = create(owner_for(account));
+    if let Err(e) = &result {
+        if note_chown_refusal(report, e, &account.name) {
+            result = create(None);
+        }
+    }
+    match result {
         Ok(Created::Created) => true,
         // Written meanwhile by someone else: that file is the truth.
         Ok(Created::Existed) => false,
@@ -598,7 +625,7 @@ fn open_log(
     dir: &Dir,
     report: &Report,
     name: &str,
-    owner: Option<(u32, u32)>,
+    account: &Account,
 ) -> Result<Option<std::fs::File>, SysError> {
     let path = dir.child(name);
     let base = OFlags::WRONLY
@@ -617,9 +644,14 @@ fn open_log(
                 Mode::from_raw_mode(0o600),
             )
             .map_err(|e| SysError::new("create", &path, e))?;
-            if let Some((u, g)) = owner {
-                rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
-                    .map_err(|e| SysError::new("chown", &path, e))?;
+            if let Some((u, g)) = owner_for(account) {
+                if let Err(e) = rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g))) {
+                    // A log root could not give away is still written (SPEC §0).
+                    let e = SysError::new("chown", &path, e);
+                    if !note_chown_refusal(report, &e, &account.name) {
+                        return Err(e);
+                    }
+                }
             }
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
                 .map_err(|e| SysError::new("chmod", &path, e))?;
@@ -638,8 +670,26 @@ fn open_log(
     Ok(Some(std::fs::File::from(fd)))
 }
 
+/// `H/logs` (0755, u:g). When root may not give it away it is kept root's, with its mode set all the same.
+fn make_logs_dir(home: &Dir, report: &Report, account: &Account) -> Result<(Entry<Dir>, PathBuf), SysError> {
+    match home.make_path(report, Path::new("logs"), 0o755, owner_for(account)) {
+        Err(e) if note_chown_refusal(report, &e, &account.name) => {
+            let made = home.make_path(report, Path::new("logs"), 0o755, None)?;
+            if let (Entry::Found(d), _) = &made {
+                // `mkdir` stopped at the chown, before setting the mode of the directory it had just made.
+                let m = d.meta()?;
+                if m.uid == euid() && m.perm != 0o755 {
+                    d.chmod_self(report, 0o755)?;
+                }
+            }
+            Ok(made)
+        }
+        other => other,
+    }
+}
+
 /// RP-16: one append write of all lines to `H/logs/container-boot.log`, rotated at 256 KiB.
-fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], owner: Option<(u32, u32)>) {
+fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], account: &Account) {
     if actions.is_empty() {
         return;
     }
@@ -648,7 +698,7 @@ fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], owner: Optio
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let text = boot_log_lines(actions, &local_timestamp(now));
-    let logs = match home.make_path(report, Path::new("logs"), 0o755, owner) {
+    let logs = match make_logs_dir(home, report, account) {
         Ok((Entry::Found(d), _)) => d,
         Ok((Entry::Symlink, at)) => {
             report.warn_refusing("write", &at);
@@ -686,14 +736,14 @@ fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], owner: Optio
         return;
     }
     let result = (|| -> Result<(), SysError> {
-        let Some(mut file) = open_log(&logs, report, BOOT_LOG, owner)? else {
+        let Some(mut file) = open_log(&logs, report, BOOT_LOG, account)? else {
             return Ok(());
         };
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         if size >= BOOT_LOG_ROTATE_AT {
             match rustix::fs::renameat(logs.fd(), BOOT_LOG, logs.fd(), BOOT_LOG_OLD) {
                 Ok(()) => {
-                    let Some(fresh) = open_log(&logs, report, BOOT_LOG, owner)? else {
+                    let Some(fresh) = open_log(&logs, report, BOOT_LOG, account)? else {
                         return Ok(());
                     };
                     file = fresh;
@@ -912,7 +962,13 @@ pub fn run_unregister(
     let owner = lookup(root, user).ok().flatten().and_then(|a| owner_for(&a));
     match open_profile_dir(root, &places.home, &profile) {
         Ok(Some(dir)) => {
-            if let Err(e) = record_unregister_request(&dir, report, owner) {
+            let mut recorded = record_unregister_request(&dir, report, owner);
+            if let Err(e) = &recorded {
+                if note_chown_refusal(report, e, user) {
+                    recorded = record_unregister_request(&dir, report, None);
+                }
+            }
+            if let Err(e) = recorded {
                 report.warn_err(&e);
             }
         }

@@ -27,7 +27,8 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use crate::accounts::{lookup, Account};
 use crate::guarded::{euid, Dir, Entry};
 use crate::profiles::{
-    scan_profiles, unregister_requested, validate_profile_name, Scanned, DEFAULT_PROFILE, UNREGISTER_MARKER,
+    is_dashboard_container, read_container_argv, scan_profiles, unregister_requested, validate_profile_name,
+    Scanned, DEFAULT_PROFILE, UNREGISTER_MARKER,
 };
 use crate::reconcile::{
     host, lock_scandir, open_profile_dir, open_scandir, ownership_for, rescan, retire_slots, Places,
@@ -384,8 +385,27 @@ fn stop_signals() -> nix::Result<nix::sys::signalfd::SignalFd> {
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
+/// Waits for SIGTERM, SIGINT or SIGHUP (blocked and reported by `signals`) and says which came.
+fn wait_for_stop(signals: &nix::sys::signalfd::SignalFd, report: &Report) {
+    loop {
+        let mut fds = [PollFd::new(signals, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                report.warn(format_args!("poll: {e} — continuing"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if let Ok(Some(info)) = signals.read_signal() {
+            report.info(format_args!("registrar stopping (signal {})", info.ssi_signo));
+            return;
+        }
+    }
+}
+
 /// `reconcile-profiles watch`; returns the exit code (0 after SIGTERM/SIGINT/SIGHUP, 1 when it cannot
-/// start).
+/// start). In a dashboard container (RP-02, RP-03, decided once at start like the boot pass) it registers
+/// nothing and idles until stopped: s6 restarts a longrun that exits.
 pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places, interval: Duration) -> u8 {
     if euid() != 0 {
         error_line("watch must run as root (it is the profile-registrar service)");
@@ -409,6 +429,11 @@ pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places
             return 1;
         }
     };
+    if is_dashboard_container(&read_container_argv(root)) {
+        report.info("skipping (dashboard container — does not need per-profile gateways)");
+        wait_for_stop(&signals, report);
+        return 0;
+    }
     let watcher = match Watcher::new() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -575,9 +600,11 @@ pub fn request_register(
         match dir.stat("SOUL.md") {
             Ok(Some(_)) => {}
             Ok(None) => {
+                // A directory without SOUL.md is not a profile (RP-09): the registrar would never give it
+                // a slot, so waiting for one could only time out.
                 error_line(format_args!(
-                    "profile '{profile}' has no SOUL.md in {}; the registrar only registers profiles",
-                    display_path(dir.path())
+                    "profile '{profile}' does not exist (no {})",
+                    display_path(&dir.child("SOUL.md"))
                 ));
                 return 1;
             }

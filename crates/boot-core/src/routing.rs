@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use rustix::fs::{Access, AtFlags, CWD};
 
-use crate::error::{SysError, SysResult};
+use crate::error::SysResult;
 use crate::root::RootPrefix;
 
 /// The list of hermes subcommands that must never be shadowed by a `PATH` program (B25).
@@ -71,11 +71,11 @@ pub fn parse_subcommands(text: &[u8]) -> Vec<OsString> {
 
 /// Reads the subcommand list under the root prefix; a missing file is an empty list.
 pub fn read_subcommands(root: &RootPrefix) -> SysResult<Vec<OsString>> {
-    match std::fs::read(root.path(CLI_SUBCOMMANDS)) {
-        Ok(text) => Ok(parse_subcommands(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(SysError::new("read", CLI_SUBCOMMANDS, e)),
-    }
+    Ok(
+        crate::guarded::read_image_file(root, CLI_SUBCOMMANDS, crate::guarded::IMAGE_FILE_LIMIT)?
+            .map(|text| parse_subcommands(&text))
+            .unwrap_or_default(),
+    )
 }
 
 /// A program located for execution.

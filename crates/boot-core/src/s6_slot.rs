@@ -143,6 +143,9 @@ pub enum SlotOwnership {
     /// Every entry `u:g` (`Some`) or the caller's (`None`, not running as root): RP-11 as upstream, which
     /// lets the runtime user gain root (B15). `HERMES_GATEWAY_SLOTS=user-owned`.
     User(Option<(u32, u32)>),
+    /// Root may not give owners away (no CAP_CHOWN, see [`chown_refused`]): the `Root` layout and modes,
+    /// every entry left as created — root:root — so the runtime user cannot control these gateways.
+    Creator,
 }
 
 impl SlotOwnership {
@@ -151,7 +154,13 @@ impl SlotOwnership {
         match self {
             SlotOwnership::Root { .. } => Some((0, 0)),
             SlotOwnership::User(o) => o,
+            SlotOwnership::Creator => None,
         }
+    }
+
+    /// Whether building under this ownership changes any owner.
+    fn chowns(self) -> bool {
+        !matches!(self, SlotOwnership::User(None) | SlotOwnership::Creator)
     }
 
     /// Whether a published slot's top directory has the owner this layout gives it (a slot built under
@@ -164,6 +173,37 @@ impl SlotOwnership {
     }
 }
 
+static CHOWN_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether root was refused a chown earlier in this process ([`note_chown_refusal`]). From then on the
+/// programs create what they need with their own identity instead of failing step after step.
+pub fn chown_refused() -> bool {
+    CHOWN_REFUSED.load(Ordering::Relaxed)
+}
+
+/// A chown root may not do here: EPERM without CAP_CHOWN (`docker run --cap-drop CHOWN`), EINVAL for an
+/// id the user namespace does not map. Either way every later chown to the runtime user fails the same.
+pub fn is_chown_refusal(err: &SysError) -> bool {
+    err.op == "chown" && matches!(err.errno, Errno::EPERM | Errno::EINVAL)
+}
+
+/// When `err` is a chown refusal: remembers it and prints, once per process, the one warning that says
+/// what it costs — slots and files stay root's, so `runtime_user` cannot control its gateways. Returns
+/// false (and prints nothing) for any other error.
+pub fn note_chown_refusal(report: &Report, err: &SysError, runtime_user: &str) -> bool {
+    if !is_chown_refusal(err) {
+        return false;
+    }
+    if !CHOWN_REFUSED.swap(true, Ordering::Relaxed) {
+        report.warn(format_args!(
+            "{err}; root may not change owners here (no CAP_CHOWN?): gateway slots and the files this run \
+             creates stay root:root, so {runtime_user} cannot control gateways (s6-svc, s6-svstat) — continuing"
+        ));
+    }
+    true
+}
+
+/// What to build.
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct SlotSpec<'a> {
@@ -243,21 +283,20 @@ fn mkfifo_new(dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> Sy
 /// The supervise skeleton of RP-11: made before s6-supervise runs (s6-supervise reuses what it finds), so
 /// the runtime user can control the service from the first moment the slot is published.
 fn make_skeleton(dir: &Dir, ownership: SlotOwnership) -> SysResult<()> {
-    match ownership {
-        SlotOwnership::Root { group } => {
-            let owner = Some((0, group));
-            mkdir_new(dir, "event", ROOT_EVENT_MODE, owner)?;
-            let sup = mkdir_new(dir, "supervise", ROOT_SUPERVISE_MODE, owner)?;
-            mkdir_new(&sup, "event", ROOT_EVENT_MODE, owner)?;
-            mkfifo_new(&sup, "control", ROOT_CONTROL_MODE, owner)
-        }
-        SlotOwnership::User(owner) => {
-            mkdir_new(dir, "event", USER_EVENT_MODE, owner)?;
-            let sup = mkdir_new(dir, "supervise", 0o755, owner)?;
-            mkdir_new(&sup, "event", USER_EVENT_MODE, owner)?;
-            mkfifo_new(&sup, "control", 0o660, owner)
-        }
-    }
+    let (owner, event, supervise, control) = match ownership {
+        SlotOwnership::Root { group } => (
+            Some((0, group)),
+            ROOT_EVENT_MODE,
+            ROOT_SUPERVISE_MODE,
+            ROOT_CONTROL_MODE,
+        ),
+        SlotOwnership::Creator => (None, ROOT_EVENT_MODE, ROOT_SUPERVISE_MODE, ROOT_CONTROL_MODE),
+        SlotOwnership::User(owner) => (owner, USER_EVENT_MODE, 0o755, 0o660),
+    };
+    mkdir_new(dir, "event", event, owner)?;
+    let sup = mkdir_new(dir, "supervise", supervise, owner)?;
+    mkdir_new(&sup, "event", event, owner)?;
+    mkfifo_new(&sup, "control", control, owner)
 }
 
 /// Builds the complete slot under its staging name (RP-11). The caller publishes it; on error the
@@ -467,7 +506,21 @@ fn install_slot_with(
             Published::New
         });
     }
-    if let Err(e) = build_staging(scandir, report, spec) {
+    let mut spec = spec.clone();
+    if chown_refused() && spec.ownership.chowns() {
+        spec.ownership = SlotOwnership::Creator;
+    }
+    let mut built = build_staging(scandir, report, &spec);
+    if let Err(e) = &built {
+        // Without the right to give entries away a slot owned by root alone is still a working slot (SPEC
+        // §0: the boot goes on); only controlling it as the runtime user is lost, which the warning says.
+        if spec.ownership.chowns() && note_chown_refusal(report, e, spec.runtime_user) {
+            let _ = scandir.remove_tree(report, staging_name(spec.profile));
+            spec.ownership = SlotOwnership::Creator;
+            built = build_staging(scandir, report, &spec);
+        }
+    }
+    if let Err(e) = built {
         let _ = scandir.remove_tree(report, staging_name(spec.profile));
         return Err(SlotError::Sys(e));
     }

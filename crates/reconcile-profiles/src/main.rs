@@ -24,7 +24,8 @@ Ownership (HERMES_GATEWAY_SLOTS):
 
 Exit status:
   0  done (boot: profiles may have been skipped; unregister: also when not registered)
-  1  runtime user missing, I/O or s6 failure (register rolls back), no such profile (request)
+  1  runtime user missing, I/O or s6 failure (register rolls back); register as the runtime user: no
+     such profile (the profile directory $HERMES_HOME/profiles/<PROFILE> has no SOUL.md)
   2  usage, invalid profile name
   3  register as root: the slot already exists
   4  register/unregister as the runtime user: the registrar did not act within --timeout";
@@ -54,6 +55,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Add the slot gateway-<PROFILE> and have s6-svscan supervise it
+    ///
+    /// As root the slot is built here (exit 3 when it exists). As the runtime user this is a request to
+    /// the profile registrar, and the profile must exist: without $HERMES_HOME/profiles/<PROFILE>/SOUL.md
+    /// it fails with "profile '<PROFILE>' does not exist" and exit 1.
     Register {
         #[arg(value_parser = clap::value_parser!(OsString))]
         profile: OsString,

@@ -432,3 +432,78 @@ fn watch_needs_root_and_a_runtime_user() {
         out.stderr
     );
 }
+
+#[test]
+fn register_as_the_runtime_user_needs_soul_md() {
+    let r = setup();
+    // A directory without SOUL.md is no profile (RP-09): the registrar would never give it a slot.
+    r.mkdir("/opt/data/profiles/draft");
+    r.chown("/opt/data/profiles/draft", HERMES_UID, HERMES_GID);
+    let out = as_hermes(&r, &["register", "draft", "--timeout", "0.2"]);
+    out.assert_code(1);
+    assert_eq!(
+        out.stderr,
+        "reconcile: error: profile 'draft' does not exist (no /opt/data/profiles/draft/SOUL.md)\n"
+    );
+    assert!(!r.exists(&slot(&r, "draft")));
+    // Documented, with its exit code.
+    let help = run(r.command(BIN).args(["register", "--help"]));
+    help.assert_code(0);
+    assert!(
+        help.stdout
+            .contains("profile '<PROFILE>' does not exist\" and exit 1"),
+        "{}",
+        help.stdout
+    );
+    let help = run(r.command(BIN).arg("--help"));
+    assert!(
+        help.stdout
+            .contains("register as the runtime user: no\n     such profile"),
+        "{}",
+        help.stdout
+    );
+}
+
+#[test]
+fn dashboard_container_registrar_registers_nothing_and_idles_until_sigterm() {
+    let r = setup();
+    let _svscan = Svscan::start(&r.path("/run/service"));
+    profile(&r, "coder");
+    // s6-svscan is PID 1; the main program is found by its argv (RP-02).
+    r.write("/proc/1/cmdline", b"s6-svscan\0/run/service\0");
+    r.write(
+        "/proc/57/cmdline",
+        b"/bin/sh\0-e\0/run/s6/basedir/scripts/rc.init\0top\0/opt/hermes/docker/bin/main-wrapper\0dashboard\0--host\00.0.0.0\0",
+    );
+    let log = r.path("/tmp/registrar-dashboard.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = r
+        .command(BIN)
+        .args(["watch", "--rescan-interval", "1"])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let output = || std::fs::read_to_string(&log).unwrap_or_default();
+    let skip = "reconcile: skipping (dashboard container — does not need per-profile gateways)\n";
+    wait_until(LIMIT, || output().contains(skip));
+    // Long enough for a pass and a timed rescan, and for a new profile to have been noticed.
+    profile(&r, "writer");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the registrar exited (s6 would restart it)"
+    );
+    let names: Vec<_> = std::fs::read_dir(r.path("/run/service"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("gateway-") || n.starts_with(".gateway-"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let all = output();
+    assert!(all.starts_with(skip), "{all}");
+    assert_eq!(all.matches("skipping").count(), 1, "{all}");
+    assert!(!all.contains("registered"), "{all}");
+}

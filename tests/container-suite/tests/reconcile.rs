@@ -200,10 +200,23 @@ fn dashboard_container_registers_no_gateways() -> Result<()> {
     c.wait_until("the dashboard listener", Duration::from_secs(30), || {
         Ok(c.listening_ports()?.contains(&9200))
     })?;
+    // The boot pass and the profile registrar each decide it (RP-03) and say so once.
+    let skip = "reconcile: skipping (dashboard container";
+    c.wait_until("the registrar's skip message", Duration::from_secs(30), || {
+        Ok(c.logs()?.matches(skip).count() >= 2)
+    })?;
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !c.root("test -e /run/service/gateway-default")?.ok(),
         "gateway-default registered"
     );
+    // The registrar idles instead of exiting (s6 would restart it and it would print again).
+    let logs = c.logs()?;
+    assert_eq!(logs.matches(skip).count(), 2, "{logs}");
+    assert!(!logs.contains("reconcile: registered"), "{logs}");
+    assert!(c
+        .svstat("/run/service/profile-registrar")?
+        .stdout
+        .starts_with("up "));
     Ok(())
 }

@@ -268,6 +268,23 @@ fn container_boots_when_scratch_chown_fails() -> Result<()> {
     // The rest of the boot still happened: services supervised, command running.
     assert!(c.running()?);
     assert!(c.svstat("/run/service/main-hermes")?.stdout.starts_with("up "));
+    // reconcile-profiles published the default slot root's alone (no group control without
+    // CAP_CHOWN) and said so in one warning (the registrar had nothing to build).
+    assert_eq!(
+        c.root_ok("stat -c '%U:%G %a' /run/service/gateway-default/supervise/control")?,
+        "root:root 620"
+    );
+    c.root_ok("test -f /run/service/gateway-default/run && ! test -e /run/service/.gateway-default.tmp")?;
+    let logs = c.logs()?;
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.starts_with("reconcile: WARNING"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(
+        warnings[0].contains("EPERM") && warnings[0].contains("hermes cannot control gateways"),
+        "{logs}"
+    );
     Ok(())
 }
 

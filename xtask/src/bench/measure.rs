@@ -42,6 +42,37 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Spawns `cmd` with all three standard streams on `/dev/null` and waits for it; fails on a non-zero
+/// exit. The harness cost (one fork/exec and one wait) is the same for every command timed this way, so
+/// differences of a fraction of a millisecond between commands are the commands' own.
+pub fn time_spawn(cmd: &mut Command) -> Result<Duration> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let start = Instant::now();
+    let status = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?
+        .wait()
+        .with_context(|| format!("waiting for {cmd:?}"))?;
+    let took = start.elapsed();
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(took)
+}
+
+/// The `p`-th percentile (0–100) by nearest rank.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
 pub fn median(v: &[Duration]) -> Duration {
     let mut s = v.to_vec();
     s.sort();
@@ -54,6 +85,16 @@ pub fn median(v: &[Duration]) -> Duration {
 
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Milliseconds with microsecond resolution, for the figures that are a millisecond or less.
+pub fn ms3(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `a / b` of two durations as a factor.
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
 /// Calls per syscall of one run, from `strace -f -c`.
@@ -92,6 +133,9 @@ impl Syscalls {
     }
     pub fn getdents(&self) -> u64 {
         self.sum(&["getdents64", "getdents"])
+    }
+    pub fn get(&self, name: &str) -> u64 {
+        self.calls.get(name).copied().unwrap_or(0)
     }
     pub fn total(&self) -> u64 {
         self.calls.values().sum()
@@ -168,5 +212,16 @@ mod tests {
         let d = |n| Duration::from_millis(n);
         assert_eq!(median(&[d(5), d(1), d(3)]), d(3));
         assert_eq!(median(&[d(4), d(1), d(3), d(2)]), Duration::from_micros(2500));
+    }
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let d = |n| Duration::from_millis(n);
+        let v: Vec<Duration> = (1..=10).rev().map(d).collect();
+        assert_eq!(percentile(&v, 90.0), d(9));
+        assert_eq!(percentile(&v, 50.0), d(5));
+        assert_eq!(percentile(&v, 100.0), d(10));
+        assert_eq!(percentile(&[d(7)], 90.0), d(7));
+        assert_eq!(percentile(&[], 90.0), Duration::ZERO);
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::measure::{self, median, ms, Syscalls};
+use super::scratch::ScratchDir;
 use super::tree::{self, Volume};
 use super::Ctx;
 
@@ -27,12 +28,12 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 const EVERY_BOOT: [&str; 3] = ["profiles", "cron", "pairing"];
 
 struct Root {
-    dir: tempfile_lite::Dir,
+    dir: ScratchDir,
 }
 
 impl Root {
     fn new(scratch: &Path, n: usize) -> Result<(Root, Volume)> {
-        let dir = tempfile_lite::Dir::new(scratch, &format!("hermes-bench-{n}."))?;
+        let dir = ScratchDir::new(scratch, &format!("hermes-bench-{n}."))?;
         let r = Root { dir };
         for d in ["etc", "run", "tmp", "opt/hermes", "proc/1"] {
             std::fs::create_dir_all(r.path().join(d))?;
@@ -364,38 +365,6 @@ fn group_digits(n: usize) -> String {
         out.push(c);
     }
     out
-}
-
-/// A self-removing scratch directory (`rm -rf` on drop: the trees are deep and large).
-mod tempfile_lite {
-    use std::path::{Path, PathBuf};
-
-    use anyhow::{Context, Result};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new(base: &Path, prefix: &str) -> Result<Dir> {
-            for i in 0..1000u32 {
-                let p = base.join(format!("{prefix}{}.{i}", std::process::id()));
-                match std::fs::create_dir(&p) {
-                    Ok(()) => return Ok(Dir(p)),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e).with_context(|| format!("mkdir {}", p.display())),
-                }
-            }
-            anyhow::bail!("cannot create a scratch directory in {}", base.display())
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("rm").arg("-rf").arg(&self.0).status();
-        }
-    }
 }
 
 #[cfg(test)]

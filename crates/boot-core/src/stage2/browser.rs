@@ -100,7 +100,11 @@ pub fn export_browser_path(ctx: &Ctx) {
     let mut chosen: Option<PathBuf> = None;
     let pinned_host = ctx.root.path(PINNED_PATH_FILE);
     if std::fs::symlink_metadata(&pinned_host).is_ok() {
-        let raw = std::fs::read(&pinned_host).unwrap_or_default();
+        let raw =
+            crate::guarded::read_image_file(ctx.root, PINNED_PATH_FILE, crate::guarded::IMAGE_FILE_LIMIT)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
         let p = raw.trim_ascii_end();
         let shown = if p.is_empty() {
             "<empty>".to_string()

@@ -72,8 +72,11 @@ fn auth_home_value(ctx: &Ctx) -> Option<OsString> {
     if let Some(v) = ctx.env_os(AUTH_HOME_VAR) {
         return Some(v);
     }
-    let file = ctx.root.path(format!("{CONTAINER_ENV_DIR}/{AUTH_HOME_VAR}"));
-    std::fs::read(file).ok().map(OsString::from_vec)
+    let file = format!("{CONTAINER_ENV_DIR}/{AUTH_HOME_VAR}");
+    crate::guarded::read_image_file(ctx.root, &file, crate::guarded::IMAGE_FILE_LIMIT)
+        .ok()
+        .flatten()
+        .map(OsString::from_vec)
 }
 
 /// Collapses repeated slashes and drops a trailing one (the value is already known to be valid).

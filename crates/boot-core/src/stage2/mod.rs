@@ -94,7 +94,10 @@ pub fn run(opts: &Options) -> i32 {
 
     // S2-05 … S2-10
     // A non-UTF-8 value must reach validation (and be warned about as invalid), not read as unset.
-    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .map(|v| crate::report::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
+    };
     let id = identity::remap(root, &report, account, &env);
 
     let ctx = Ctx {

@@ -55,10 +55,11 @@ pub fn first_boot_seeds(ctx: &Ctx) {
             Ok(m) if m.is_file() => {}
             _ => continue,
         }
-        let content = match std::fs::read(&host) {
-            Ok(c) => c,
+        let content = match crate::guarded::read_image_file(ctx.root, src, crate::guarded::IMAGE_FILE_LIMIT) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
             Err(e) => {
-                ctx.report.warn_err(&SysError::new("read", src, e));
+                ctx.report.warn_err(&e);
                 continue;
             }
         };
