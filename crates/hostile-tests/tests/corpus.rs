@@ -1490,6 +1490,7 @@ fn main_wrapper_survives_the_corpus() {
         let r = image();
         (case.setup)(&r);
         let mut cmd = r.command(&shim);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let (code, _, stderr) = run_bounded(&mut cmd, Duration::from_secs(30)).expect("shim hung");
         let stderr = String::from_utf8_lossy(&stderr);
         assert!(!crashed(code, &stderr), "{}: crashed: {stderr}", case.name);

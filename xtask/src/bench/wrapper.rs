@@ -189,16 +189,22 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     let python = super::reconcile::python()?;
     let wr = WrapperRoot::new(ctx, &python)?;
     verify(&wr)?;
-    let make: [Box<dyn Fn() -> Command>; 3] = [
-        Box::new(|| bare(&["/bin/true"])),
+    // Row order matters below: bare, main-wrapper, sh chain, then the extra-exec reference.
+    let make: [Box<dyn Fn() -> Command>; 4] = [
+        Box::new(|| wr.bare(&["/bin/true"])),
         Box::new(|| wr.main_wrapper(&["/bin/true"])),
         Box::new(|| wr.chain(&["/bin/true"])),
+        Box::new(|| wr.bare(&["/usr/bin/env", "/bin/true"])),
     ];
     let mut rows = [
         ("bare exec of `/bin/true`", Vec::new()),
         ("`main-wrapper /bin/true`", Vec::new()),
         (
             "sh chain (`s6-envdir`, `id -u`, venv, `s6-setuidgid`)",
+            Vec::new(),
+        ),
+        (
+            "reference: `env /bin/true` (one more exec of a dynamic binary, no work)",
             Vec::new(),
         ),
     ]
