@@ -156,8 +156,13 @@ pub fn run(args: &[String]) -> Result<()> {
             continue;
         }
         eprintln!("xtask bench: section {}", s.name);
+        let before = load_average();
         out.push_str(&(s.run)(&ctx).with_context(|| format!("section {}", s.name))?);
-        out.push('\n');
+        // Other work on the machine skews the figures: say how busy it was.
+        out.push_str(&format!(
+            "Load average (1, 5, 15 min) at the start and end of this section: {before} → {}.\n\n",
+            load_average()
+        ));
     }
     print!("{out}");
     Ok(())
@@ -180,6 +185,12 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(1).map(|e| e == "0"))
         })
         .unwrap_or(false)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// One line naming the machine, so figures from different hosts are not compared by accident.

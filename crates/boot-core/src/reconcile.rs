@@ -637,11 +637,13 @@ fn open_log(
     let fd = match rustix::fs::openat(dir.fd(), name, base, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => {
+            // Created with its final mode (the log is not secret), so a kill before the fchmod below
+            // cannot leave it 0600 for good.
             let fd = rustix::fs::openat(
                 dir.fd(),
                 name,
                 base | OFlags::CREATE | OFlags::EXCL,
-                Mode::from_raw_mode(0o600),
+                Mode::from_raw_mode(0o644),
             )
             .map_err(|e| SysError::new("create", &path, e))?;
             if let Some((u, g)) = owner_for(account) {
@@ -667,6 +669,16 @@ fn open_log(
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(SysError::new("open", &path, nix::errno::Errno::EINVAL));
     }
+    // The runtime user may hard-link any file it can write (or, without fs.protected_hardlinks, any
+    // file) to this name; root must not append to it then (CM-05's hard-link rule).
+    if st.st_nlink > 1 && st.st_uid != account.uid {
+        report.warn(format_args!(
+            "refusing write of hard-linked file {} ({} links) — continuing",
+            crate::report::display_path(&path),
+            st.st_nlink
+        ));
+        return Ok(None);
+    }
     Ok(Some(std::fs::File::from(fd)))
 }
 
@@ -676,7 +688,7 @@ fn make_logs_dir(home: &Dir, report: &Report, account: &Account) -> Result<(Entr
         Err(e) if note_chown_refusal(report, &e, &account.name) => {
             let made = home.make_path(report, Path::new("logs"), 0o755, None)?;
             if let (Entry::Found(d), _) = &made {
-                // `mkdir` stopped at the chown, before setting the mode of the directory it had just made.
+                // `mkdir` stopped at the chown, before the fchmod that makes the mode exact.
                 let m = d.meta()?;
                 if m.uid == euid() && m.perm != 0o755 {
                     d.chmod_self(report, 0o755)?;

@@ -200,7 +200,11 @@ impl Victims {
             .strip_prefix(&self.host_base)
             .map(|r| format!("/{}", r.display()))
             .unwrap_or_default();
-        let body = |v: &str| v.rsplit_once(' ').and_then(|(l, _)| l.rsplit_once(' ')).map(|(b, _)| b.to_string());
+        let body = |v: &str| {
+            v.rsplit_once(' ')
+                .and_then(|(l, _)| l.rsplit_once(' '))
+                .map(|(b, _)| b.to_string())
+        };
         if let (Some(b), Some(a)) = (self.before.get(&key), now.get(&key)) {
             if body(b).is_some() && body(b) == body(a) {
                 now.insert(key, b.clone());

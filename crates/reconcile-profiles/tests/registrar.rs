@@ -473,7 +473,7 @@ fn dashboard_container_registrar_registers_nothing_and_idles_until_sigterm() {
     r.write("/proc/1/cmdline", b"s6-svscan\0/run/service\0");
     r.write(
         "/proc/57/cmdline",
-        b"/bin/sh\0-e\0/run/s6/basedir/scripts/rc.init\0top\0/opt/hermes/docker/bin/main-wrapper\0dashboard\0--host\00.0.0.0\0",
+        b"/bin/sh\0-e\0/run/s6/basedir/scripts/rc.init\0top\0/opt/hermes/docker/bin/main-wrapper\0dashboard\0--host\0localhost\0",
     );
     let log = r.path("/tmp/registrar-dashboard.log");
     let out = std::fs::File::create(&log).unwrap();

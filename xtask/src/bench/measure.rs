@@ -101,6 +101,8 @@ pub fn ratio(a: Duration, b: Duration) -> f64 {
 #[derive(Debug, Default, Clone)]
 pub struct Syscalls {
     pub calls: BTreeMap<String, u64>,
+    /// Calls that failed, per syscall (only those with failures).
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl Syscalls {
@@ -136,6 +138,10 @@ impl Syscalls {
     }
     pub fn get(&self, name: &str) -> u64 {
         self.calls.get(name).copied().unwrap_or(0)
+    }
+    /// Calls of `name` that succeeded.
+    pub fn succeeded(&self, name: &str) -> u64 {
+        self.get(name) - self.errors.get(name).copied().unwrap_or(0).min(self.get(name))
     }
     pub fn total(&self) -> u64 {
         self.calls.values().sum()
@@ -181,6 +187,10 @@ fn parse_strace_summary(text: &str) -> Syscalls {
         }
         if let Ok(calls) = f[3].parse::<u64>() {
             *s.calls.entry(name.to_string()).or_default() += calls;
+            // The errors column is blank when nothing failed.
+            if let Some(Ok(errors)) = (f.len() >= 6).then(|| f[4].parse::<u64>()) {
+                *s.errors.entry(name.to_string()).or_default() += errors;
+            }
         }
     }
     s
@@ -197,14 +207,17 @@ mod tests {
  60.00    0.006000           6      1001         3 newfstatat
  30.00    0.003000           3      1000           fchownat
   0.00    0.000000           0        12           getdents64
+  0.00    0.000000           0         9         6 execve
 ------ ----------- ----------- --------- --------- ----------------
-100.00    0.010000           4      2013         3 total
+100.00    0.010000           4      2022         9 total
 ";
         let s = parse_strace_summary(t);
         assert_eq!(s.stat(), 1001);
         assert_eq!(s.chown(), 1000);
         assert_eq!(s.getdents(), 12);
-        assert_eq!(s.total(), 2013);
+        assert_eq!(s.total(), 2022);
+        assert_eq!(s.succeeded("execve"), 3);
+        assert_eq!(s.succeeded("fchownat"), 1000);
     }
 
     #[test]

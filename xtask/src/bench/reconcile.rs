@@ -267,7 +267,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     writeln!(
         out,
         "As root with `--root` on a temporary root prefix; H = `<root>/opt/data` (on the scratch file system), \
-         scan directory `<root>/run/service` ({}). Each profile has `SOUL.md`, `config.yaml`, `.env`, \
+         scan directory `<root>/run/service` ({}), `HERMES_GATEWAY_SLOTS` unset (root-owned slots). Each profile has `SOUL.md`, `config.yaml`, `.env`, \
          `gateway_state.json` (a quarter each: running asked to stop, running, stopped, running without \
          `desired_state`), a third of them `state/gateway.lifecycle.json`, every fifth a stale \
          `gateway.pid`. *fresh*: the scan directory is emptied before each run, so every slot is built and \
@@ -284,7 +284,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     )?;
     writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|")?;
     let mut verdicts = Vec::new();
-    let mut fresh_totals = Vec::new();
+    let mut fresh_totals: Vec<(usize, Syscalls)> = Vec::new();
     for &n in &ctx.profiles {
         eprintln!("xtask bench: generating {n} profiles");
         let pr = ProfileRoot::new(ctx, n)?;
@@ -332,7 +332,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
             rows[2].syscalls = Some(measure::strace(&pr.command(ctx), &ctx.scratch)?);
         }
         if let Some(s) = &rows[1].syscalls {
-            fresh_totals.push((n, s.total()));
+            fresh_totals.push((n, s.clone()));
         }
         let base = median(&rows[0].times);
         for (i, r) in rows.iter().enumerate() {
@@ -373,12 +373,13 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         out,
         "syscalls/profile divides by the slots published (profiles + `default`).\n"
     )?;
-    if let (Some(&(n0, t0)), Some(&(n1, t1))) = (fresh_totals.first(), fresh_totals.last()) {
+    if let (Some((n0, s0)), Some((n1, s1))) = (fresh_totals.first(), fresh_totals.last()) {
         if n1 > n0 {
             writeln!(
                 out,
-                "Syscalls per additional profile (fresh, {n0} → {n1} profiles): {:.1}.\n",
-                (t1 as f64 - t0 as f64) / (n1 - n0) as f64
+                "Syscalls per additional profile (fresh, {n0} → {n1} profiles): {:.1}: {}.\n",
+                (s1.total() as f64 - s0.total() as f64) / (n1 - n0) as f64,
+                marginal(s0, s1, n1 - n0)
             )?;
         }
     }
@@ -390,6 +391,24 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         writeln!(out)?;
     }
     Ok(out)
+}
+
+/// The syscalls that grow with the profile count, per additional profile, largest first.
+fn marginal(small: &Syscalls, big: &Syscalls, extra: usize) -> String {
+    let mut per: Vec<(f64, &str)> = big
+        .calls
+        .iter()
+        .map(|(name, &calls)| {
+            let d = calls as f64 - small.get(name) as f64;
+            (d / extra as f64, name.as_str())
+        })
+        .filter(|(d, _)| *d >= 0.5)
+        .collect();
+    per.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    per.iter()
+        .map(|(d, name)| format!("{name} {d:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -408,5 +427,16 @@ mod tests {
                 || (s.contains("\"gateway_state\":\"running\"") && !s.contains("desired_state"));
             assert_eq!(running, starts(i), "{s}");
         }
+    }
+
+    #[test]
+    fn marginal_syscalls_are_per_extra_profile_largest_first() {
+        let mk = |v: &[(&str, u64)]| Syscalls {
+            calls: v.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            ..Default::default()
+        };
+        let small = mk(&[("openat", 100), ("mkdirat", 10), ("execve", 1)]);
+        let big = mk(&[("openat", 300), ("mkdirat", 410), ("execve", 1)]);
+        assert_eq!(marginal(&small, &big, 100), "mkdirat 4.0, openat 2.0");
     }
 }

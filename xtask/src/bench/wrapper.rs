@@ -240,8 +240,8 @@ pub fn run(ctx: &Ctx) -> Result<String> {
          (`std::process::Command`, all output to `/dev/null`). As root on a temporary root prefix \
          (`HERMES_BOOT_ROOT`) in the wrapper role: {} variables in the container environment directory, \
          `HERMES_HOME` unset, a venv made by `python3 -m venv`, drop to 10000:10000, then exec `/bin/true`. \
-         The sh chain is `xtask/src/bench/wrapper_chain.sh`. *execs* and *syscalls* from one run under \
-         `strace -f -c`.\n",
+         The sh chain is `xtask/src/bench/wrapper_chain.sh`. *execs* (successful `execve`, the first \
+         included) and *syscalls* from one run under `strace -f -c`.\n",
         ctx.fast_runs,
         CONTAINER_ENV.len()
     )?;
@@ -253,7 +253,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     let med: Vec<Duration> = rows.iter().map(|r| median(&r.times)).collect();
     for (i, r) in rows.iter().enumerate() {
         let (execs, total) = match &r.syscalls {
-            Some(s) => (s.get("execve").to_string(), s.total().to_string()),
+            Some(s) => (s.succeeded("execve").to_string(), s.total().to_string()),
             None => Default::default(),
         };
         let over = if i == 0 {

@@ -1,0 +1,41 @@
+//! RP-16 against a hostile volume: the boot log name hard-linked to a root file outside the volume.
+
+use test_support::{require_root, run, TempRoot};
+
+const BIN: &str = env!("CARGO_BIN_EXE_reconcile-profiles");
+
+#[test]
+fn boot_log_hard_linked_to_a_root_file_is_not_appended_to() {
+    require_root();
+    let r = TempRoot::new();
+    r.mkdir("/run/service");
+    r.mkdir("/opt/data/logs");
+    r.write(
+        "/proc/1/cmdline",
+        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
+    );
+    // A root file the runtime user could hard-link (world-writable), linked in as the boot log.
+    r.write("/victims/shared", "victim\n");
+    r.chmod("/victims/shared", 0o666);
+    std::fs::hard_link(
+        r.path("/victims/shared"),
+        r.path("/opt/data/logs/container-boot.log"),
+    )
+    .unwrap();
+
+    let out = run(&mut r.command(BIN));
+    out.assert_code(0);
+    assert_eq!(
+        r.read("/victims/shared"),
+        "victim\n",
+        "root appended to a hard-linked file"
+    );
+    assert!(
+        out.stdout
+            .contains("refusing write of hard-linked file /opt/data/logs/container-boot.log (2 links)"),
+        "{}",
+        out.stdout
+    );
+    // The slots were still made: one refused log write does not stop the boot.
+    assert!(r.exists("/run/service/gateway-default/run"));
+}
