@@ -2,7 +2,7 @@
 //!
 //! Tasks:
 //! - `test`: everything CI runs — installs missing Debian packages (as root), checks formatting and lints,
-//!   runs the unit, temp-root and real-s6 tests, then the container suite.
+//!   runs the unit, temp-root, real-s6 and adversarial tests, a short fuzz run, then the container suite.
 //! - `docker-test`: build the test image and run the container suite.
 //! - `run`: build the test image and boot it.
 //! - `bench`: the side-by-side benchmarks.
@@ -19,8 +19,8 @@ use anyhow::{bail, Context, Result};
 const USAGE: &str = "usage: cargo xtask <task> [args]
 
 tasks:
-  test          install what the tests need (as root), check fmt + clippy, run all tests incl. the container suite
-                (--no-docker: skip the container suite)
+  test          install what the tests need (as root), check fmt + clippy, run all tests, a 60 s run of each
+                fuzz target, then the container suite (--no-fuzz, --no-docker: leave those out)
   docker-test   build the test image and run the container suite
   run           build the test image and boot a container from it
   bench         run the side-by-side benchmarks and print the table
@@ -56,7 +56,13 @@ fn main() {
 
 /// The project's test command (the README's, and CI's through `.ci/run`).
 fn test(args: &[String]) -> Result<()> {
+    for a in args {
+        if !["--no-docker", "--no-fuzz"].contains(&a.as_str()) {
+            bail!("unknown test option '{a}' (--no-docker, --no-fuzz)");
+        }
+    }
     let with_docker = !args.iter().any(|a| a == "--no-docker");
+    let with_fuzz = !args.iter().any(|a| a == "--no-fuzz");
     setup::ensure_packages(&setup::TEST_PACKAGES)?;
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
@@ -77,6 +83,10 @@ fn test(args: &[String]) -> Result<()> {
             "container-suite",
             "--no-fail-fast",
         ])?;
+    }
+    if with_fuzz {
+        // The short form of the fuzz campaign; `cargo xtask fuzz --seconds 3600` is the long one.
+        fuzz::run(&["--seconds".to_string(), "60".to_string()])?;
     }
     if with_docker {
         docker::docker_test(&[])?;
