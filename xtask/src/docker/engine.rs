@@ -59,7 +59,27 @@ pub fn ensure_engine() -> Result<()> {
     Err(last_err.expect("at least one flag set")).context(format!("no Docker engine; see {DOCKERD_LOG}"))
 }
 
+/// dockerd refuses to start while its pid file exists, even when the daemon that wrote it was killed
+/// (a CI machine reused after a session ended leaves one). Removes the file unless it names a live dockerd.
+fn remove_stale_pid_file() {
+    const PID_FILE: &str = "/var/run/docker.pid";
+    let Ok(text) = std::fs::read_to_string(PID_FILE) else {
+        return;
+    };
+    let live = text
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .is_some_and(|comm| comm.trim() == "dockerd");
+    if !live {
+        eprintln!("xtask: removing stale {PID_FILE} ({})", text.trim());
+        let _ = std::fs::remove_file(PID_FILE);
+    }
+}
+
 fn start_dockerd(flags: &[&str]) -> Result<()> {
+    remove_stale_pid_file();
     eprintln!("xtask: starting dockerd {} (log: {DOCKERD_LOG})", flags.join(" "));
     let log = OpenOptions::new()
         .create(true)
