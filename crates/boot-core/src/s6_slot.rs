@@ -204,7 +204,6 @@ pub fn note_chown_refusal(report: &Report, err: &SysError, runtime_user: &str) -
 }
 
 /// What to build.
-/// What to build.
 #[derive(Debug, Clone)]
 pub struct SlotSpec<'a> {
     /// A validated profile name (RP-10) or `default`.
