@@ -6,7 +6,8 @@
 //! Long run: `cargo xtask fuzz --seconds 3600` (an hour per target); the corpora in `fuzz/corpus/` grow
 //! between runs.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -47,7 +48,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let dir = workspace_root().join("fuzz");
     for t in &targets {
         eprintln!("xtask: fuzzing {t} for {seconds} s");
-        let st = Command::new("cargo")
+        let mut st = Command::new("cargo")
             .args([
                 "+nightly",
                 "fuzz",
@@ -63,10 +64,33 @@ pub fn run(args: &[String]) -> Result<()> {
                 "-print_final_stats=1",
             ])
             .current_dir(&dir)
-            .status()
+            .stderr(Stdio::piped())
+            .spawn()
             .context("cannot start cargo +nightly fuzz")?;
+        // libFuzzer reports every new input on stderr (thousands of lines a minute): keep the whole log in
+        // a file, show the final statistics, and the end of the log when the target failed.
+        let log_path = dir.join(format!("fuzz-{t}.log"));
+        let mut text = String::new();
+        if let Some(mut err) = st.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        let st = st.wait().context("cannot wait for cargo +nightly fuzz")?;
+        let _ = std::fs::write(&log_path, &text);
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("stat::") || l.starts_with("Done "))
+        {
+            eprintln!("  {line}");
+        }
         if !st.success() {
-            bail!("fuzz target {t} failed (input saved under fuzz/artifacts/{t}/)");
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("  {line}");
+            }
+            bail!(
+                "fuzz target {t} failed (input saved under fuzz/artifacts/{t}/, log {})",
+                log_path.display()
+            );
         }
     }
     Ok(())
