@@ -140,6 +140,14 @@ pub fn ownership_for(account: &Account, mode: SlotMode) -> SlotOwnership {
     }
 }
 
+/// The slot lock for a run that changes slots; a dry run changes nothing and locks nothing (CM-11).
+fn lock_for_change(report: &Report, scandir: &Dir) -> Result<Option<rustix::fd::OwnedFd>, SysError> {
+    if report.dry_run() {
+        return Ok(None);
+    }
+    lock_scandir(scandir).map(Some)
+}
+
 /// Takes the slot lock of [`LOCK_NAME`] (blocking); released when the descriptor is dropped, also when
 /// the process dies.
 pub fn lock_scandir(scandir: &Dir) -> Result<rustix::fd::OwnedFd, SysError> {
@@ -863,15 +871,11 @@ pub fn run_register(
     if !acts_directly(&scandir) {
         return crate::registrar::request_register(root, report, places, &scandir, &profile, down, timeout);
     }
-    let _lock = if report.dry_run() {
-        None
-    } else {
-        match lock_scandir(&scandir) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                error_line(e);
-                return 1;
-            }
+    let _lock = match lock_for_change(report, &scandir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            error_line(e);
+            return 1;
         }
     };
     match open_profile_dir(root, &places.home, &profile) {
@@ -959,15 +963,11 @@ pub fn run_unregister(
     if !acts_directly(&scandir) {
         return crate::registrar::request_unregister(root, report, places, &scandir, &profile, timeout);
     }
-    let _lock = if report.dry_run() {
-        None
-    } else {
-        match lock_scandir(&scandir) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                error_line(e);
-                return 1;
-            }
+    let _lock = match lock_for_change(report, &scandir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            error_line(e);
+            return 1;
         }
     };
     // The marker is the runtime user's, like the directory it lies in.
