@@ -111,6 +111,11 @@ pub fn docker_test(args: &[String]) -> Result<()> {
     for name in &outcome.failed_names {
         eprintln!("  FAILED {name}");
     }
+    // The suite's closing line, alone on its line, in the form CI readers look for.
+    println!(
+        "container-suite: {} passed, {} failed",
+        outcome.passed, outcome.failed
+    );
     if !outcome.success {
         bail!("container suite failed");
     }
@@ -292,7 +297,7 @@ fn run_suite(image: &str, threads: usize, filters: &[String]) -> Result<SuiteOut
     let mut cmd = Command::new(cargo);
     cmd.current_dir(setup::workspace_root())
         .env(IMAGE_ENV, image)
-        .args(["test", "-p", "container-suite", "--no-fail-fast", "--"])
+        .args(["test", "-p", "container-suite", "--tests", "--no-fail-fast", "--"])
         .arg(format!("--test-threads={threads}"))
         .args(filters)
         .stdout(Stdio::piped());
