@@ -39,3 +39,34 @@ fn boot_log_hard_linked_to_a_root_file_is_not_appended_to() {
     // The slots were still made: one refused log write does not stop the boot.
     assert!(r.exists("/run/service/gateway-default/run"));
 }
+
+#[test]
+fn boot_log_with_a_second_name_is_refused_even_when_the_runtime_user_owns_it() {
+    // The ownership walk's accepted race (CM-08) can leave a foreign world-writable file owned by the
+    // runtime user; the boot log still must not be appended to through a second name.
+    require_root();
+    let r = TempRoot::new();
+    r.mkdir("/run/service");
+    r.mkdir("/opt/data/logs");
+    r.write(
+        "/proc/1/cmdline",
+        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
+    );
+    r.write("/victims/shared", "victim\n");
+    r.chmod("/victims/shared", 0o666);
+    r.chown("/victims/shared", 10000, 10000);
+    std::fs::hard_link(
+        r.path("/victims/shared"),
+        r.path("/opt/data/logs/container-boot.log"),
+    )
+    .unwrap();
+
+    let out = run(&mut r.command(BIN));
+    out.assert_code(0);
+    assert_eq!(r.read("/victims/shared"), "victim\n");
+    assert!(
+        out.stdout.contains("refusing write of hard-linked file"),
+        "{}",
+        out.stdout
+    );
+}
