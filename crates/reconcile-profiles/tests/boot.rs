@@ -3,7 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use test_support::{require_root, run, Run, TempRoot, HERMES_GID, HERMES_UID};
+use test_support::{run, Run, TempRoot, HERMES_GID, HERMES_UID};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reconcile-profiles");
 const HG: (u32, u32) = (HERMES_UID, HERMES_GID);
@@ -11,15 +11,7 @@ const HG: (u32, u32) = (HERMES_UID, HERMES_GID);
 /// A temp root with the scan directory, the data volume and a container started as `gateway`-less
 /// `sleep` (no legacy migration unless a test fakes /proc).
 fn setup() -> TempRoot {
-    require_root();
-    let r = TempRoot::new();
-    r.mkdir("/run/service");
-    r.mkdir("/opt/data");
-    r.write(
-        "/proc/1/cmdline",
-        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
-    );
-    r
+    TempRoot::for_reconcile()
 }
 
 fn boot(r: &TempRoot) -> Run {

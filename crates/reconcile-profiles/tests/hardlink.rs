@@ -1,19 +1,13 @@
 //! RP-16 against a hostile volume: the boot log name hard-linked to a root file outside the volume.
 
-use test_support::{require_root, run, TempRoot};
+use test_support::{run, TempRoot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reconcile-profiles");
 
 #[test]
 fn boot_log_hard_linked_to_a_root_file_is_not_appended_to() {
-    require_root();
-    let r = TempRoot::new();
-    r.mkdir("/run/service");
+    let r = TempRoot::for_reconcile();
     r.mkdir("/opt/data/logs");
-    r.write(
-        "/proc/1/cmdline",
-        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
-    );
     // A root file the runtime user could hard-link (world-writable), linked in as the boot log.
     r.write("/victims/shared", "victim\n");
     r.chmod("/victims/shared", 0o666);
@@ -44,14 +38,8 @@ fn boot_log_hard_linked_to_a_root_file_is_not_appended_to() {
 fn boot_log_with_a_second_name_is_refused_even_when_the_runtime_user_owns_it() {
     // The ownership walk's accepted race (CM-08) can leave a foreign world-writable file owned by the
     // runtime user; the boot log still must not be appended to through a second name.
-    require_root();
-    let r = TempRoot::new();
-    r.mkdir("/run/service");
+    let r = TempRoot::for_reconcile();
     r.mkdir("/opt/data/logs");
-    r.write(
-        "/proc/1/cmdline",
-        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
-    );
     r.write("/victims/shared", "victim\n");
     r.chmod("/victims/shared", 0o666);
     r.chown("/victims/shared", 10000, 10000);

@@ -10,22 +10,17 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use test_support::s6::{install_commands, supervisor_running, tool_as, wait_until, Svscan};
-use test_support::{require_root, run, run_as, Run, TempRoot, HERMES_GID, HERMES_UID};
+use test_support::{run, run_as, Run, TempRoot, HERMES_GID, HERMES_UID};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reconcile-profiles");
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn setup() -> TempRoot {
-    require_root();
-    let r = TempRoot::new();
+    let r = TempRoot::for_reconcile();
     r.mkdir("/run/service/.s6-svscan");
     r.mkdir("/opt/data/profiles");
     r.chown("/opt/data", HERMES_UID, HERMES_GID);
     r.chown("/opt/data/profiles", HERMES_UID, HERMES_GID);
-    r.write(
-        "/proc/1/cmdline",
-        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
-    );
     install_commands(&r);
     r
 }

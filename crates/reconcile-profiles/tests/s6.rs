@@ -5,20 +5,13 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use test_support::s6::{install_commands, supervisor_running, tool_as, wait_until, Svscan};
-use test_support::{require_root, run, run_as, Run, TempRoot, HERMES_GID, HERMES_UID};
+use test_support::{run, run_as, Run, TempRoot, HERMES_GID, HERMES_UID};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reconcile-profiles");
 const LIMIT: Duration = Duration::from_secs(15);
 
 fn setup() -> TempRoot {
-    require_root();
-    let r = TempRoot::new();
-    r.mkdir("/run/service");
-    r.mkdir("/opt/data");
-    r.write(
-        "/proc/1/cmdline",
-        b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
-    );
+    let r = TempRoot::for_reconcile();
     install_commands(&r);
     r
 }

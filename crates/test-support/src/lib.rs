@@ -55,6 +55,20 @@ impl TempRoot {
         r
     }
 
+    /// A root for `reconcile-profiles`: the scan directory `/run/service`, the volume `/opt/data`, and a
+    /// container argv (`/proc/1/cmdline`) that is neither a dashboard nor a legacy `gateway run`. Needs root.
+    pub fn for_reconcile() -> TempRoot {
+        require_root();
+        let r = TempRoot::new();
+        r.mkdir("/run/service");
+        r.mkdir("/opt/data");
+        r.write(
+            "/proc/1/cmdline",
+            b"/init\0/opt/hermes/docker/bin/main-wrapper\0sleep\0infinity\0",
+        );
+        r
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
