@@ -1,34 +1,35 @@
-# hermes-agent image boot layer: the hermes-boot programs under s6-overlay v3.
+# hermes-agent image: the application, s6-overlay v3 as PID 1, and the hermes-boot programs.
 #
-# Production (defaults): Rust programs compiled in a rust:1-bookworm stage,
-# s6-overlay v3.2.3.0 downloaded from GitHub and checked against pinned sha256
-# sums, application expected from the base image or a later layer.
+# Production (defaults): the four Rust programs compiled in a rust:1-bookworm stage,
+# s6-overlay v3.2.3.2 downloaded from GitHub and checked against the official sha256
+# sums, hermes-agent 0.19.0 installed from PyPI into /opt/hermes/.venv with every
+# distribution pinned by hash (docker/app/requirements.txt).
 #
 #   docker build -t hermes-agent .
 #
-# Offline / air-gapped / test builds select other sources with build
-# arguments (see docker/README.md):
+# Offline, air-gapped and test builds select other sources with build arguments
+# (docker/README.md has the full table):
 #
-#   BASE_IMAGE           image every runtime stage starts from (default debian:13.4)
-#   RUST_BUILDER_IMAGE   image of the compile stage; set it to BASE_IMAGE when
-#                        BINARIES=prebuilt, so no unavailable image is needed
-#   BINARIES             build | prebuilt   (prebuilt: PREBUILT_DIR in the context
-#                        holds the four release binaries)
-#   S6_OVERLAY_SOURCE    download | local | standin
-#                        local: tarballs and SHA256SUMS placed in docker/s6-overlay/
-#                        standin: Debian's s6 + execline and a small /init
-#                        stand-in (test images only)
-#   HERMES_APP           none | test-double   (test-double: the fake hermes CLI,
-#                        seed files and Chromium used by the container suite)
+#   BASE_IMAGE            image every runtime stage starts from (default debian:13.4)
+#   RUST_BUILDER_IMAGE    image of the compile stage; set it to BASE_IMAGE when
+#                         BINARIES=prebuilt, so no unavailable image is needed
+#   BINARIES              build | prebuilt   (prebuilt: PREBUILT_DIR in the context
+#                         holds the four release binaries)
+#   S6_OVERLAY_SOURCE     download | local   (local: S6_OVERLAY_LOCAL_DIR in the
+#                         context holds the release tarballs and a SHA256SUMS file)
+#   HERMES_APP            pypi | wheels | none   (wheels: docker/app/wheels/ holds
+#                         every wheel of docker/app/requirements.txt; none: the
+#                         application comes from BASE_IMAGE or a later layer)
+#   HERMES_AGENT_VERSION  the hermes-agent release; must match the lock file
+#   HERMES_TEST_FIXTURES  0 | 1   (1: the Chromium double, a migration-helper double
+#                         and a decoy PATH program used by the container suite)
 #
-# Only the classic builder's syntax is used, and the classic builder builds
-# every stage: each stage therefore starts from an image that is available in
-# every mode, and does its downloading inside a RUN that only the selected
-# mode executes.
+# Only the classic builder's syntax is used, and the classic builder builds every
+# stage: each stage therefore starts from an image that is available in every mode,
+# and does its downloading inside a RUN that only the selected mode executes.
 
 ARG BASE_IMAGE=debian:13.4
 ARG RUST_BUILDER_IMAGE=rust:1-bookworm
-
 # --- the four Rust programs ----------------------------------------------------
 FROM ${RUST_BUILDER_IMAGE} AS programs
 ARG BINARIES=build
@@ -55,124 +56,127 @@ RUN set -eu; \
     esac; \
     chmod 0755 /out/*
 
-# --- s6-overlay (or its offline stand-in) -------------------------------------
+# --- s6-overlay ------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS s6-overlay
 ARG S6_OVERLAY_SOURCE=download
-ARG S6_OVERLAY_VERSION=3.2.3.0
-ARG S6_OVERLAY_NOARCH_SHA256=b720f9d9340efc8bb07528b9743813c836e4b02f8693d90241f047998b4c53cf
-ARG S6_OVERLAY_X86_64_SHA256=a93f02882c6ed46b21e7adb5c0add86154f01236c93cd82c7d682722e8840563
-ARG S6_OVERLAY_AARCH64_SHA256=0952056ff913482163cc30e35b2e944b507ba1025d78f5becbb89367bf344581
-COPY docker/s6-overlay/ /tmp/s6-local/
-COPY docker/s6-overlay-standin/ /tmp/s6-standin/
+ARG S6_OVERLAY_VERSION=3.2.3.2
+ARG S6_OVERLAY_NOARCH_SHA256=5379750ed30a84bbd2e2dd74847ba6b5bd29cd0b2e3ea2ec58049b57eb2eda12
+ARG S6_OVERLAY_X86_64_SHA256=e6befcc96a437a3831386ecfc51808c5d3e939dc5fe3c02ae9284599e8aa2408
+ARG S6_OVERLAY_AARCH64_SHA256=b17f17a82e7a515c682a91edaf2ffdabb73f891981b6c1fd712115693a2f8b4c
+ARG S6_OVERLAY_LOCAL_DIR=docker/s6-overlay
+ARG TARGETARCH
+COPY ${S6_OVERLAY_LOCAL_DIR}/ /tmp/s6-local/
 # /out is laid over the final image's root.
 RUN set -eu; \
     mkdir -p /out; \
-    case "$(dpkg --print-architecture)" in \
+    debarch=${TARGETARCH:-$(dpkg --print-architecture)}; \
+    case "$debarch" in \
       amd64) arch=x86_64; arch_sha=$S6_OVERLAY_X86_64_SHA256 ;; \
       arm64) arch=aarch64; arch_sha=$S6_OVERLAY_AARCH64_SHA256 ;; \
-      *) arch=; arch_sha= ;; \
+      *) echo "no s6-overlay build for architecture $debarch" >&2; exit 1 ;; \
     esac; \
-    extract() { tar -C /out -Jxpf "$1"; }; \
+    if ! command -v xz >/dev/null; then \
+      apt-get update; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xz-utils; \
+    fi; \
     case "$S6_OVERLAY_SOURCE" in \
       download) \
-        [ -n "$arch" ] || { echo "no s6-overlay build for $(dpkg --print-architecture)" >&2; exit 1; }; \
         apt-get update; \
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl xz-utils; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl; \
         base="https://github.com/just-containers/s6-overlay/releases/download/v${S6_OVERLAY_VERSION}"; \
         cd /tmp; \
-        curl -fsSLo s6-overlay-noarch.tar.xz "$base/s6-overlay-noarch.tar.xz"; \
-        curl -fsSLo "s6-overlay-$arch.tar.xz" "$base/s6-overlay-$arch.tar.xz"; \
+        curl -fsSL --retry 3 -o s6-overlay-noarch.tar.xz "$base/s6-overlay-noarch.tar.xz"; \
+        curl -fsSL --retry 3 -o "s6-overlay-$arch.tar.xz" "$base/s6-overlay-$arch.tar.xz"; \
         printf '%s  %s\n' "$S6_OVERLAY_NOARCH_SHA256" s6-overlay-noarch.tar.xz "$arch_sha" "s6-overlay-$arch.tar.xz" \
           | sha256sum -c -; \
-        extract s6-overlay-noarch.tar.xz; extract "s6-overlay-$arch.tar.xz" ;; \
+        tar -C /out -Jxpf s6-overlay-noarch.tar.xz; tar -C /out -Jxpf "s6-overlay-$arch.tar.xz" ;; \
       local) \
         cd /tmp/s6-local; \
-        [ -f SHA256SUMS ] || { echo "S6_OVERLAY_SOURCE=local: docker/s6-overlay/SHA256SUMS missing" >&2; exit 1; }; \
-        [ -f s6-overlay-noarch.tar.xz ] && [ -f "s6-overlay-$arch.tar.xz" ] \
-          || { echo "S6_OVERLAY_SOURCE=local: tarballs missing in docker/s6-overlay/" >&2; exit 1; }; \
-        grep -E " [* ]?(s6-overlay-noarch|s6-overlay-$arch)\.tar\.xz\$" SHA256SUMS > /tmp/s6-sums; \
-        [ "$(wc -l < /tmp/s6-sums)" -eq 2 ] || { echo "SHA256SUMS must list both tarballs" >&2; exit 1; }; \
-        sha256sum -c /tmp/s6-sums; \
-        if ! command -v xz >/dev/null; then \
-          apt-get update; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xz-utils; \
-        fi; \
-        extract s6-overlay-noarch.tar.xz; extract "s6-overlay-$arch.tar.xz" ;; \
-      standin) \
-        mkdir -p /out/command; \
-        install -m 0755 /tmp/s6-standin/init /out/init; \
-        install -m 0755 /tmp/s6-standin/with-contenv /out/command/with-contenv ;; \
-      *) echo "S6_OVERLAY_SOURCE must be download, local or standin, not '$S6_OVERLAY_SOURCE'" >&2; exit 1 ;; \
-    esac
+        [ -f SHA256SUMS ] || { echo "S6_OVERLAY_SOURCE=local: $S6_OVERLAY_LOCAL_DIR/SHA256SUMS missing" >&2; exit 1; }; \
+        for t in s6-overlay-noarch.tar.xz "s6-overlay-$arch.tar.xz"; do \
+          [ -f "$t" ] || { echo "S6_OVERLAY_SOURCE=local: $S6_OVERLAY_LOCAL_DIR/$t missing" >&2; exit 1; }; \
+          grep -E " [* ]?$t\$" SHA256SUMS > /tmp/s6-sum || { echo "S6_OVERLAY_SOURCE=local: SHA256SUMS lists no $t" >&2; exit 1; }; \
+          sha256sum -c /tmp/s6-sum; \
+          tar -C /out -Jxpf "$t"; \
+        done ;; \
+      *) echo "S6_OVERLAY_SOURCE must be download or local, not '$S6_OVERLAY_SOURCE'" >&2; exit 1 ;; \
+    esac; \
+    installed=$(ls -d /out/package/admin/s6-overlay-[0-9]* | sed 's|.*/s6-overlay-||'); \
+    case "$installed" in \
+      3.2.3.2|3.2.3.0) ;; \
+      *) echo "s6-overlay $installed is not a version this image supports (3.2.3.2, 3.2.3.0)" >&2; exit 1 ;; \
+    esac; \
+    echo "$installed" > /out/.s6-overlay-version
 
 # --- the image ---------------------------------------------------------------------
 FROM ${BASE_IMAGE}
-ARG S6_OVERLAY_SOURCE=download
-ARG HERMES_APP=none
+ARG HERMES_APP=pypi
+ARG HERMES_AGENT_VERSION=0.19.0
+ARG HERMES_TEST_FIXTURES=0
 
 COPY --from=s6-overlay /out/ /
 COPY --from=programs /out/ /opt/hermes/docker/bin/
+COPY docker/app/ /tmp/app/
+COPY docker/rootfs/ /
 COPY docker/cont-init.d/ /etc/cont-init.d/
 COPY docker/s6-rc.d/ /etc/s6-overlay/s6-rc.d/
-COPY docker/cli-subcommands /etc/hermes/cli-subcommands
+COPY docker/user-bundles.d/ /etc/s6-overlay/user-bundles.d/
 COPY docker/SOUL.md /opt/hermes/docker/SOUL.md
-COPY docker/test-double/ /tmp/test-double/
+COPY docker/test-fixtures/ /tmp/test-fixtures/
 
-# Stand-in only: real s6-overlay lets a --user container own /run through its
-# setuid helper; the stand-in has none, so test images make /run sticky and
-# world-writable instead.
 RUN set -eu; \
-    pkgs=; \
-    if [ "$S6_OVERLAY_SOURCE" = standin ]; then pkgs="$pkgs s6 execline"; fi; \
-    if [ "$HERMES_APP" = test-double ]; then pkgs="$pkgs python3-minimal"; fi; \
-    if [ -n "$pkgs" ]; then \
-      apt-get update; \
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs; \
-      rm -rf /var/lib/apt/lists/*; \
-    fi; \
-    if [ "$S6_OVERLAY_SOURCE" = standin ]; then \
-      for t in /usr/bin/s6-*; do ln -sf "$t" /command/; done; \
-      chmod 1777 /run; \
+    s6v=$(cat /.s6-overlay-version); rm /.s6-overlay-version; \
+    # 3.2.3.0 reads user bundles only from s6-rc.d (3.2.3.2 reads user-bundles.d and \
+    # rewrites s6-rc.d/user/type under /etc at every boot when a bundle is there). \
+    if [ "$s6v" = 3.2.3.0 ]; then \
+      mkdir -p /etc/s6-overlay/s6-rc.d/user; \
+      cp -R /etc/s6-overlay/user-bundles.d/user/. /etc/s6-overlay/s6-rc.d/user/; \
+      rm -rf /etc/s6-overlay/user-bundles.d; \
     fi; \
     groupadd --gid 10000 hermes; \
     useradd --uid 10000 --gid 10000 --home-dir /opt/data --no-create-home --shell /bin/sh hermes; \
-    mkdir -p /opt/data /opt/hermes/bin /opt/hermes/docker/bin /etc/hermes; \
+    mkdir -p /opt/data /opt/hermes/bin /opt/hermes/docker/bin /opt/hermes/tools /etc/hermes; \
     chown hermes:hermes /opt/data; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/bin/hermes; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/docker/main-wrapper.sh; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/docker/entrypoint-dispatch.sh; \
     ln -sf /opt/hermes/docker/bin/stage2-setup /opt/hermes/docker/stage2-hook.sh; \
     case "$HERMES_APP" in \
-      none) ;; \
-      test-double) \
-        d=/tmp/test-double; \
-        mkdir -p /opt/hermes/.venv/bin /opt/hermes/scripts /opt/hermes/tools/chromium-1000/chrome-linux; \
-        ln -s /usr/bin/python3 /opt/hermes/.venv/bin/python; \
-        printf '%s\n' '# test image: no real virtual environment' 'VIRTUAL_ENV=/opt/hermes/.venv' \
-          'export VIRTUAL_ENV' 'PATH="$VIRTUAL_ENV/bin:$PATH"' 'export PATH' > /opt/hermes/.venv/bin/activate; \
-        install -m 0755 "$d/hermes" /opt/hermes/.venv/bin/hermes; \
-        install -m 0755 "$d/scripts/docker_config_migrate.py" /opt/hermes/scripts/; \
-        install -m 0644 "$d/env.example" /opt/hermes/.env.example; \
-        install -m 0644 "$d/cli-config.yaml.example" /opt/hermes/cli-config.yaml.example; \
-        install -m 0755 "$d/chromium" /opt/hermes/tools/chromium-1000/chrome-linux/chrome; \
-        printf '%s' /opt/hermes/tools/chromium-1000/chrome-linux/chrome > /etc/hermes/agent-browser-executable-path; \
-        printf '%s\n' '#!/bin/sh' \
-          '# Test fixture: a PATH program named like a hermes subcommand (SPEC MW-10).' \
-          'echo "decoy /usr/local/bin/mcp ran instead of hermes mcp" >&2' 'exit 99' > /usr/local/bin/mcp; \
-        chmod 0755 /usr/local/bin/mcp ;; \
-      *) echo "HERMES_APP must be none or test-double, not '$HERMES_APP'" >&2; exit 1 ;; \
+      pypi|wheels) sh /tmp/app/install-app "$HERMES_APP" "$HERMES_AGENT_VERSION" ;; \
+      none) \
+        echo "# HERMES_APP=none: no application in this image; list its subcommands here (MW-10)." \
+          > /etc/hermes/cli-subcommands ;; \
+      *) echo "HERMES_APP must be pypi, wheels or none, not '$HERMES_APP'" >&2; exit 1 ;; \
     esac; \
-    rm -rf /tmp/test-double; \
+    case "$HERMES_TEST_FIXTURES" in \
+      0) ;; \
+      1) sh /tmp/test-fixtures/install ;; \
+      *) echo "HERMES_TEST_FIXTURES must be 0 or 1, not '$HERMES_TEST_FIXTURES'" >&2; exit 1 ;; \
+    esac; \
+    rm -rf /tmp/app /tmp/test-fixtures; \
     chown -R root:root /opt/hermes /etc/hermes; \
     chmod -R go-w /opt/hermes /etc/hermes; \
-    chmod 0755 /opt/hermes/docker/bin/*
+    chmod 0755 /opt/hermes/docker/bin/* /usr/bin/tini
 
+# s6-overlay settings (docker/README.md explains each value):
+#   S6_BEHAVIOUR_IF_STAGE2_FAILS=2  a failing cont-init step stops the container
+#   S6_CMD_RECEIVE_SIGNALS=1        docker stop signals the command, whose exit status
+#                                   becomes the container's
 ENV HERMES_HOME=/opt/data \
     HERMES_WRITE_SAFE_ROOT=/opt/data:/tmp/hermes-files \
+    HERMES_DISABLE_LAZY_INSTALLS=1 \
     PLAYWRIGHT_BROWSERS_PATH=/opt/hermes/tools \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    S6_BEHAVIOUR_IF_STAGE2_FAILS=2 \
+    S6_CMD_RECEIVE_SIGNALS=1 \
     PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/opt/data/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+LABEL org.opencontainers.image.title="hermes-agent" \
+      org.opencontainers.image.description="hermes-agent under s6-overlay v3 with the hermes-boot boot layer" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="0.19.0"
+
+EXPOSE 9119
 VOLUME /opt/data
 ENTRYPOINT ["/opt/hermes/docker/bin/main-wrapper"]
 CMD []

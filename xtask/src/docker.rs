@@ -1,9 +1,11 @@
 //! `cargo xtask docker-test` and `cargo xtask run`: a Docker engine, the debootstrapped base image,
-//! the test image built from the project's `Dockerfile` (prebuilt release binaries, the offline
-//! s6-overlay stand-in, the hermes test double), then the container suite or one booted container.
+//! the test image built from the project's `Dockerfile` (prebuilt release binaries, the real s6-overlay
+//! from `HERMES_S6_OVERLAY_DIR`, the real hermes-agent from wheels downloaded on the host), then the
+//! container suite or one booted container.
 
 mod base;
 mod engine;
+mod inputs;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -227,7 +229,9 @@ fn prepare_image(timings: &mut Timings, image: &str, no_build: bool, rebuild_bas
         base::ensure_base_image(rebuild_base, &work)
     })?;
     timings.time("release binaries", || build_binaries(&root))?;
-    timings.time("test image", || build_test_image(&root, image))
+    let s6 = inputs::s6_overlay_source(&root)?;
+    timings.time("application wheels", || inputs::ensure_wheels(&root))?;
+    timings.time("test image", || build_test_image(&root, image, &s6))
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -252,7 +256,9 @@ fn build_binaries(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_test_image(root: &Path, image: &str) -> Result<()> {
+fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Result<()> {
+    inputs::stage_s6_overlay(root, s6_source)?;
+    let s6_version = inputs::s6_overlay_version(s6_source)?;
     let mut cmd = Command::new("docker");
     // The classic builder is what the Dockerfile is written for; host networking lets RUN reach
     // the apt mirror even when the daemon runs without a bridge.
@@ -264,13 +270,19 @@ fn build_test_image(root: &Path, image: &str) -> Result<()> {
         ("RUST_BUILDER_IMAGE", base::BASE_TAG),
         ("BINARIES", "prebuilt"),
         ("PREBUILT_DIR", PREBUILT_DIR),
-        ("S6_OVERLAY_SOURCE", "standin"),
-        ("HERMES_APP", "test-double"),
+        ("S6_OVERLAY_SOURCE", "local"),
+        ("S6_OVERLAY_LOCAL_DIR", inputs::S6_CONTEXT_DIR),
+        ("HERMES_APP", "wheels"),
+        ("HERMES_TEST_FIXTURES", "1"),
     ] {
         cmd.arg("--build-arg").arg(format!("{k}={v}"));
     }
     cmd.arg(".");
-    eprintln!("xtask: docker build -t {image} (prebuilt binaries, s6-overlay stand-in, hermes test double)");
+    eprintln!(
+        "xtask: docker build -t {image} (prebuilt binaries, s6-overlay {s6_version} from {}, hermes-agent from {})",
+        s6_source.display(),
+        inputs::WHEELS_DIR
+    );
     let out = cmd.output().context("cannot start docker build")?;
     if !out.status.success() {
         eprintln!(

@@ -2,9 +2,9 @@
 //!
 //! s6-overlay writes the environment the container was started with there, one file per variable, because
 //! `/init` scrubs the environment of the programs it starts; stage2-setup adds variables it exports (S2-29).
-//! The rules are those of `s6-envdir`/with-contenv as the wrapper needs them: only regular files count, a
-//! name with a leading `.` or containing `=` is skipped, the content is the value verbatim with NUL bytes
-//! turned into newlines, and an empty file unsets the variable.
+//! The rules are with-contenv's (`s6-envdir -Lf`): only regular files count, a name with a leading `.` or
+//! containing `=` is skipped, the whole content is the value except one trailing newline (s6-overlay writes
+//! every value with one), NUL bytes become newlines, and an empty file unsets the variable.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -37,12 +37,15 @@ pub fn is_variable_name(name: &OsStr) -> bool {
     !b.is_empty() && b[0] != b'.' && !b.contains(&b'=')
 }
 
-/// The value a file's content stands for: `None` for an empty file (unset), otherwise the content verbatim
-/// with every NUL byte turned into a newline (an environment string cannot hold NUL).
+/// The value a file's content stands for: `None` for an empty file (unset), otherwise the content without
+/// one trailing newline, every NUL byte turned into a newline (an environment string cannot hold NUL). The
+/// newline is removed before NULs are translated, as `s6-envdir -f` does, so a value that really ends in a
+/// newline survives as a trailing NUL.
 pub fn value_of(content: &[u8]) -> Option<OsString> {
     if content.is_empty() {
         return None;
     }
+    let content = content.strip_suffix(b"\n").unwrap_or(content);
     let bytes: Vec<u8> = content.iter().map(|b| if *b == 0 { b'\n' } else { *b }).collect();
     Some(OsString::from_vec(bytes))
 }
@@ -93,11 +96,14 @@ mod tests {
     #[test]
     fn values_are_verbatim_with_nul_as_newline_and_empty_as_unset() {
         assert_eq!(value_of(b"/opt/data"), Some(OsString::from("/opt/data")));
-        assert_eq!(
-            value_of(b"line1\nline2\n"),
-            Some(OsString::from("line1\nline2\n"))
-        );
+        // s6-overlay's dump: every value followed by one newline, which is not part of it.
+        assert_eq!(value_of(b"/opt/data\n"), Some(OsString::from("/opt/data")));
+        assert_eq!(value_of(b"line1\nline2\n"), Some(OsString::from("line1\nline2")));
+        assert_eq!(value_of(b"two\n\n"), Some(OsString::from("two\n")));
         assert_eq!(value_of(b"a\0b\0"), Some(OsString::from("a\nb\n")));
+        assert_eq!(value_of(b"a\0\n"), Some(OsString::from("a\n")));
+        // A file of one newline is a set, empty value (not an unset).
+        assert_eq!(value_of(b"\n"), Some(OsString::new()));
         assert_eq!(value_of(b"  spaced  "), Some(OsString::from("  spaced  ")));
         assert_eq!(value_of(b""), None);
         assert_eq!(value_of(b"\xff"), Some(OsString::from_vec(vec![0xff])));

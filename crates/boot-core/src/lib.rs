@@ -18,6 +18,7 @@ pub mod guarded;
 pub mod ownership;
 pub mod privdrop;
 
+pub mod cmd_stdin;
 pub mod container_env;
 pub mod dotenv;
 pub mod ids;

@@ -26,6 +26,7 @@ use std::process::{Command, Stdio};
 use nix::errno::Errno;
 
 use crate::accounts::{self, Account};
+use crate::cmd_stdin;
 use crate::container_env::{self, EnvFile};
 use crate::error::errno_text;
 use crate::guarded;
@@ -358,6 +359,11 @@ fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, r
             "virtual environment {VENV_BIN} not found; PATH left unchanged — continuing"
         ));
     }
+    // Before the drop: the runtime user may not read the stage-2 shell's descriptors.
+    if cmd_stdin::command_runs_in_background(env.get("S6_CMD_RECEIVE_SIGNALS")) {
+        cmd_stdin::restore_from_parent();
+    }
+
     // The list is an image file: read it while still root, before anything can make it unreadable to us.
     let subcommands = routing::read_subcommands(root).unwrap_or_else(|e| {
         report.warn_err(&e);

@@ -24,6 +24,8 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(45);
 const BOOT_LOG: &str = r#""${HERMES_HOME:-/opt/data}/logs/container-boot.log""#;
 /// The runtime user's default ids (SPEC SV-06).
 pub const HERMES_UID: u32 = 10000;
+/// The first line of the real `hermes gateway run` banner (hermes-agent 0.19.0, `gateway/run.py`).
+pub const GATEWAY_BANNER: &str = "Hermes Gateway Starting";
 
 /// The image under test. Panics (fails the test) when the variable is unset: the suite must never
 /// pass without having run.

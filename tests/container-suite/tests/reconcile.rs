@@ -103,8 +103,7 @@ fn gateway_run_redirects_to_supervised() -> Result<()> {
 
 fn assert_legacy_gateway(c: &Container) -> Result<()> {
     c.wait_until("the foreground gateway banner", SVC_TIMEOUT, || {
-        Ok(c.logs()?
-            .contains("hermes gateway (test double) running for profile default"))
+        Ok(c.logs()?.contains(GATEWAY_BANNER))
     })?;
     let logs = c.logs()?;
     assert!(!logs.contains("s6 supervision"), "breadcrumb printed:\n{logs}");
@@ -170,13 +169,12 @@ fn dashboard_supervised_when_env_set() -> Result<()> {
 #[test]
 fn supervised_gateway_stdout_reaches_docker_logs() -> Result<()> {
     let c = Run::new().cmd(&["gateway", "run"]).start_ready()?;
-    let banner = "hermes gateway (test double) running for profile default";
     c.wait_until("the banner in docker logs", SVC_TIMEOUT, || {
-        Ok(c.logs()?.contains(banner))
+        Ok(c.logs()?.contains(GATEWAY_BANNER))
     })?;
     c.wait_until("the banner in the gateway log file", SVC_TIMEOUT, || {
         Ok(c.root(&format!(
-            "grep -q '{banner}' /opt/data/logs/gateways/default/current"
+            "grep -q '{GATEWAY_BANNER}' /opt/data/logs/gateways/default/current"
         ))?
         .ok())
     })?;

@@ -49,7 +49,7 @@ fn profile_and_gateway_commands_work_as_the_runtime_user() -> Result<()> {
         Ok(c.svstat("/run/service/gateway-coder")?.stdout.starts_with("down"))
     })?;
 
-    let r = c.hermes("hermes profile delete coder")?;
+    let r = c.hermes("hermes profile delete -y coder")?;
     assert_eq!(r.code, 0, "{r}");
     assert!(!slot_exists(&c, "coder")?);
     assert!(!c.root("test -e /opt/data/profiles/coder")?.ok());

@@ -235,7 +235,8 @@ fn container_sets_hosted_write_policy_env() -> Result<()> {
         "HH=/opt/data",
         "WSR=/opt/data:/tmp/hermes-files",
         "TMPDIR=unset",
-        "LAZY=unset",
+        // The venv is sealed: the application must not pip-install at run time (upstream's image contract).
+        "LAZY=1",
         "PDWB=1",
     ] {
         assert!(r.stdout.lines().any(|l| l == want), "missing {want}: {r}");

@@ -76,7 +76,7 @@ fn auth_home_value(ctx: &Ctx) -> Option<OsString> {
     crate::guarded::read_image_file(ctx.root, &file, crate::guarded::IMAGE_FILE_LIMIT)
         .ok()
         .flatten()
-        .map(OsString::from_vec)
+        .and_then(|content| crate::container_env::value_of(&content))
 }
 
 /// Collapses repeated slashes and drops a trailing one (the value is already known to be valid).

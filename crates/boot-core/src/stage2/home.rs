@@ -48,7 +48,19 @@ pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<
         return Ok((home, None));
     }
     match Dir::open_anchor(root, &home) {
-        Ok(Entry::Found(d)) => Ok((home, Some(d))),
+        Ok(Entry::Found(d)) => {
+            if is_read_only(&d) {
+                // Every later step writes there, and so does the application: refuse now, with one line,
+                // rather than warn per step and start an agent that cannot keep anything.
+                report.error(format_args!(
+                    "HERMES_HOME {} is on a read-only file system; the data volume must be writable \
+                     (mount it read-write) — stopping",
+                    display_path(&home)
+                ));
+                return Err(());
+            }
+            Ok((home, Some(d)))
+        }
         Ok(Entry::Symlink) => {
             report.warn_refusing("setup", &home);
             Ok((home, None))
@@ -66,6 +78,11 @@ pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<
             Err(())
         }
     }
+}
+
+/// Whether the file system holding the directory is mounted read-only (`ST_RDONLY`).
+fn is_read_only(dir: &Dir) -> bool {
+    rustix::fs::fstatvfs(dir.fd()).is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// `mkdir -p` of an image path as the current user: every missing component becomes a directory with
