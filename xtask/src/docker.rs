@@ -7,6 +7,8 @@ mod base;
 mod engine;
 mod inputs;
 
+pub use inputs::app_lock;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

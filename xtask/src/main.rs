@@ -24,6 +24,7 @@ tasks:
   docker-test   build the test image and run the container suite
   run           build the test image and boot a container from it
   bench         run the side-by-side benchmarks and print the table
+  app-lock      pin a hermes-agent release and its dependencies for the image (docker/app/requirements.txt)
   fuzz          run the fuzz targets (nightly, cargo-fuzz) [--seconds N per target, default 60] [TARGET…]";
 
 fn main() {
@@ -39,6 +40,7 @@ fn main() {
         "run" => docker::run_image(rest),
         "bench" => bench::run(rest),
         "fuzz" => fuzz::run(rest),
+        "app-lock" => docker::app_lock(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -369,6 +369,29 @@ impl Container {
         self.inspect("{{.State.ExitCode}}")?.parse().context("exit code")
     }
 
+    /// A file of the container's `/opt/data` volume, read through a throw-away container (works while
+    /// this one is stopped). Empty when the file does not exist.
+    pub fn volume_file(&self, rel: &str) -> Result<String> {
+        let volume =
+            self.inspect(r#"{{range .Mounts}}{{if eq .Destination "/opt/data"}}{{.Name}}{{end}}{{end}}"#)?;
+        let mount = format!("{volume}:/volume:ro");
+        let path = format!("/volume/{rel}");
+        let img = image();
+        let out = docker(&[
+            "run",
+            "--rm",
+            "--label",
+            LABEL,
+            "-v",
+            &mount,
+            "--entrypoint",
+            "/bin/cat",
+            &img,
+            &path,
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Every process of the container, as root sees them in /proc.
     pub fn processes(&self) -> Result<Vec<Proc>> {
         let out = self.root_ok(PS_SCRIPT)?;

@@ -28,13 +28,21 @@ fn image_contract() -> Result<()> {
         "PYTHONUNBUFFERED=1",
         "PYTHONDONTWRITEBYTECODE=1",
         "PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/opt/data/.local/bin:",
+        "HERMES_DISABLE_LAZY_INSTALLS=1",
+        "S6_BEHAVIOUR_IF_STAGE2_FAILS=2",
+        "S6_CMD_RECEIVE_SIGNALS=1",
     ] {
         assert!(env.contains(want), "ENV lacks {want}: {env}");
     }
-    assert!(
-        !env.contains("TMPDIR=") && !env.contains("HERMES_DISABLE_LAZY_INSTALLS="),
-        "{env}"
-    );
+    assert!(!env.contains("TMPDIR="), "{env}");
+    assert!(cfg("{{json .Config.ExposedPorts}}")?.contains("9119/tcp"));
+    let labels = cfg("{{json .Config.Labels}}")?;
+    for want in [
+        r#""org.opencontainers.image.title":"hermes-agent""#,
+        r#""org.opencontainers.image.version":"0.19.0""#,
+    ] {
+        assert!(labels.contains(want), "labels lack {want}: {labels}");
+    }
 
     // Inside, without booting: a plain shell as entrypoint.
     let r = Run::new()
@@ -57,6 +65,15 @@ echo "group $(grep '^hermes:' /etc/group | cut -d: -f3)"
 echo "writable-by-others $(find /opt/hermes -perm -o+w ! -type l | wc -l)"
 echo "subcommands $(grep -cxE 'chat|gateway|dashboard|profile|config|mcp|login' /etc/hermes/cli-subcommands)"
 echo "browser-path-bytes $(tail -c1 /etc/hermes/agent-browser-executable-path | od -An -c | tr -d ' ')"
+echo "app $(/opt/hermes/.venv/bin/python -c 'import importlib.metadata as m, sys; print(m.version("hermes-agent"), sys.version_info[:2])')"
+echo "venv-writable-by-hermes $(su -s /bin/sh hermes -c 'test -w /opt/hermes/.venv/bin && echo yes || echo no')"
+echo "install-method $(cat /opt/hermes/.install_method)"
+echo "provenance $(stat -c %a /etc/hermes/image-provenance.json) $(cat /etc/hermes/image-provenance.json)"
+echo "user-bundle $(ls /etc/s6-overlay/user-bundles.d/user/contents.d | tr '\n' ' ')"
+echo "old-bundle $(test -e /etc/s6-overlay/s6-rc.d/user && echo present || echo absent)"
+echo "s6-overlay $(ls -d /package/admin/s6-overlay-[0-9]*)"
+echo "tini $(stat -c %a /usr/bin/tini)"
+echo "profile-d $(test -r /etc/profile.d/hermes.sh && echo yes)"
 "#,
         ])
         .run_to_end(Duration::from_secs(60))?;
@@ -94,6 +111,25 @@ echo "browser-path-bytes $(tail -c1 /etc/hermes/agent-browser-executable-path | 
     assert!(out.contains("group 10000"), "{out}");
     assert!(out.contains("writable-by-others 0"), "{out}");
     assert!(out.contains("subcommands 7"), "{out}");
+    assert!(out.contains("app 0.19.0 (3, 13)"), "{out}");
+    assert!(out.contains("venv-writable-by-hermes no"), "{out}");
+    assert!(out.contains("install-method docker"), "{out}");
+    assert!(
+        out.contains(r#"provenance 444 {"deployment_kind":"image","#)
+            && out.contains(r#""version":"0.19.0"}"#),
+        "{out}"
+    );
+    assert!(
+        out.contains("user-bundle dashboard gateways main-hermes profile-registrar "),
+        "{out}"
+    );
+    assert!(out.contains("old-bundle absent"), "{out}");
+    assert!(
+        out.contains("s6-overlay /package/admin/s6-overlay-3.2.3.2"),
+        "{out}"
+    );
+    assert!(out.contains("tini 755"), "{out}");
+    assert!(out.contains("profile-d yes"), "{out}");
     assert!(
         !out.contains("browser-path-bytes \\n"),
         "trailing newline in the baked browser path:\n{out}"
@@ -228,11 +264,39 @@ fn docker_stop_ends_services_and_keeps_exit_status() -> Result<()> {
         Ok(!c.processes_matching("gateway run --replace")?.is_empty()
             && !c.processes_matching("hermes dashboard")?.is_empty())
     })?;
+    // Until its platforms are connected the gateway has not installed its signal handlers yet.
+    c.wait_until(
+        "the gateway's API server connected",
+        Duration::from_secs(40),
+        || {
+            Ok(
+                c.root("grep -q '\"state\":\"connected\"' /opt/data/gateway_state.json")?
+                    .ok(),
+            )
+        },
+    )?;
     let code = c.stop()?;
     assert_eq!(code, 7, "the main program's status was not kept\n{}", c.logs()?);
     let logs = c.logs()?;
-    // Both services were taken down with SIGTERM by stage 3, not killed with the container.
-    assert!(logs.contains("hermes gateway: stopping on signal 15"), "{logs}");
-    assert!(logs.contains("hermes dashboard: stopping on signal 15"), "{logs}");
+    // The gateway got SIGTERM from its supervisor (the "gateways" oneshot), not the final kill, and
+    // finished its own teardown: its clean-stop line is in its log on the volume.
+    assert!(
+        logs.contains("Shutdown context: signal=SIGTERM") && logs.contains("parent_name=s6-supervise"),
+        "{logs}"
+    );
+    let gateway_log = c.volume_file("logs/gateway.log")?;
+    assert!(
+        gateway_log.contains("Gateway stopped (total teardown"),
+        "no clean stop in gateway.log:\n{gateway_log}"
+    );
+    // s6-rc brought the dashboard down with SIGTERM and saw it exit.
+    assert!(
+        logs.contains("s6-rc: info: service dashboard successfully stopped"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("s6-rc: info: service gateways successfully stopped"),
+        "{logs}"
+    );
     Ok(())
 }

@@ -18,7 +18,19 @@ fn dashboard_container(extra_env: &[(&str, &str)]) -> Result<Container> {
     run.start_ready()
 }
 
-/// The dashboard process (the test double's `hermes dashboard`), once it exists.
+/// Gives the dashboard a password (the application's bundled basic-auth provider), which it needs before it
+/// binds a non-loopback address; the supervised dashboard picks it up on its next restart.
+fn enable_basic_auth(c: &Container) -> Result<()> {
+    c.hermes_ok(
+        "h=$(/opt/hermes/.venv/bin/python -c \"from plugins.dashboard_auth.basic import hash_password; \
+         print(hash_password('suite-password'))\") && \
+         hermes config set dashboard.basic_auth.username suite >/dev/null && \
+         hermes config set dashboard.basic_auth.password_hash \"$h\" >/dev/null",
+    )?;
+    Ok(())
+}
+
+/// The dashboard process (`hermes dashboard` run by the service), once it exists.
 fn dashboard_proc(c: &Container) -> Result<Proc> {
     let mut found = None;
     c.wait_until("the dashboard process", DASHBOARD_TIMEOUT, || {
@@ -83,6 +95,7 @@ fn dashboard_port_override() -> Result<()> {
         ("HERMES_DASHBOARD_PORT", "9120"),
         ("HERMES_DASHBOARD_HOST", "0.0.0.0"),
     ])?;
+    enable_basic_auth(&c)?;
     c.wait_until("a listener on 9120", Duration::from_secs(60), || {
         Ok(c.listening_ports()?.contains(&9120))
     })
@@ -105,6 +118,7 @@ fn dashboard_non_loopback_bind_is_passed_through() -> Result<()> {
     // Mirrors the OAuth-gate scenario as far as the boot goes: the application gets the requested
     // host, runs as hermes, and listens on every address.
     let c = dashboard_container(&[("HERMES_DASHBOARD_HOST", "0.0.0.0")])?;
+    enable_basic_auth(&c)?;
     let p = dashboard_proc(&c)?;
     assert!(p.cmdline.contains("--host 0.0.0.0 --port 9119"), "{p:?}");
     assert_eq!(p.uid, HERMES_UID);
@@ -124,6 +138,11 @@ fn dashboard_insecure_env_var_no_longer_bypasses_gate() -> Result<()> {
     let logs = c.logs()?;
     let notes = logs.lines().filter(|l| l.starts_with("[dashboard] ")).count();
     assert!(notes >= 4, "expected the four [dashboard] notes:\n{logs}");
+    // Without an auth provider the application itself refuses the public bind.
+    c.wait_until("the application's refusal", DASHBOARD_TIMEOUT, || {
+        Ok(c.logs()?.contains("Refusing to bind dashboard to 0.0.0.0"))
+    })?;
+    assert!(!c.listening_ports()?.contains(&9119));
     Ok(())
 }
 
