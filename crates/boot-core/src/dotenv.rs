@@ -145,10 +145,34 @@ pub enum SyncChange {
     Synced,
 }
 
+/// The first byte sequence in `value` that a `.env` reader could take for the end of a line, named for a
+/// warning: `\n`, `\r` (dotenv parsers split on it), NUL, the other ASCII breaks of Python's
+/// `str.splitlines` (VT, FF, FS, GS, RS) and the UTF-8 of NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR.
+/// A value written to `.env` must contain none, or one line could become two variables.
+pub fn line_break_in(value: &[u8]) -> Option<&'static str> {
+    const SEQUENCES: [(&[u8], &str); 11] = [
+        (b"\n", "a newline"),
+        (b"\r", "a carriage return"),
+        (b"\0", "a NUL byte"),
+        (b"\x0b", "a vertical tab"),
+        (b"\x0c", "a form feed"),
+        (b"\x1c", "a file separator"),
+        (b"\x1d", "a group separator"),
+        (b"\x1e", "a record separator"),
+        ("\u{85}".as_bytes(), "a next-line character"),
+        ("\u{2028}".as_bytes(), "a line separator"),
+        ("\u{2029}".as_bytes(), "a paragraph separator"),
+    ];
+    SEQUENCES
+        .iter()
+        .find(|(seq, _)| value.windows(seq.len()).any(|w| w == *seq))
+        .map(|(_, name)| *name)
+}
+
 /// One variable's sync (S2-20) applied to `content`. `value` `None` (unset or empty): managed lines of
 /// `name` are removed and hand-written lines kept. `Some(v)`: nothing when the exact managed line is
 /// present, else every `NAME=` line is removed and the managed line appended. The caller rejects values
-/// containing a newline before calling this.
+/// for which [`line_break_in`] finds something before calling this.
 pub fn sync_managed(content: &[u8], name: &str, value: Option<&[u8]>) -> (Vec<u8>, SyncChange) {
     match value {
         None => match remove_lines(content, |l| is_managed_line(l, name)) {
@@ -359,5 +383,23 @@ mod tests {
             out, b"A=1\nB=2",
             "an unterminated last line that is kept stays unterminated"
         );
+    }
+
+    #[test]
+    fn every_line_breaking_sequence_is_found() {
+        assert_eq!(line_break_in(b"https://portal.example/v1"), None);
+        assert_eq!(line_break_in("caf\u{e9}".as_bytes()), None);
+        assert_eq!(line_break_in(b"a\nb"), Some("a newline"));
+        assert_eq!(
+            line_break_in(b"https://x\rOPENAI_BASE_URL=https://attacker.example"),
+            Some("a carriage return")
+        );
+        assert_eq!(line_break_in(b"a\0b"), Some("a NUL byte"));
+        for b in [0x0bu8, 0x0c, 0x1c, 0x1d, 0x1e] {
+            assert!(line_break_in(&[b'a', b, b'b']).is_some(), "{b:#x}");
+        }
+        for c in ['\u{85}', '\u{2028}', '\u{2029}'] {
+            assert!(line_break_in(format!("a{c}b").as_bytes()).is_some(), "{c:?}");
+        }
     }
 }

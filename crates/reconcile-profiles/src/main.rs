@@ -65,30 +65,46 @@ enum Command {
         /// Create the slot with a `down` file (not started)
         #[arg(long)]
         down: bool,
-        /// As the runtime user: how long to wait for the registrar [default: 5]
-        #[arg(long, value_name = "SECONDS")]
-        timeout: Option<f64>,
+        /// As the runtime user: how long to wait for the registrar, above 0 and at most 86400 [default: 5]
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, allow_negative_numbers = true)]
+        timeout: Option<Duration>,
     },
     /// Stop and remove the slot gateway-<PROFILE>
     Unregister {
         #[arg(value_parser = clap::value_parser!(OsString))]
         profile: OsString,
-        /// As the runtime user: how long to wait for the registrar [default: 20]
-        #[arg(long, value_name = "SECONDS")]
-        timeout: Option<f64>,
+        /// As the runtime user: how long to wait for the registrar, above 0 and at most 86400 [default: 20]
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, allow_negative_numbers = true)]
+        timeout: Option<Duration>,
     },
     /// Run the profile registrar (root): keep one slot per profile until SIGTERM
     Watch {
-        /// Seconds between full rescans (inotify decides the rest)
-        #[arg(long, value_name = "SECONDS", default_value_t = RESCAN_INTERVAL.as_secs())]
+        /// Seconds between full rescans (inotify decides the rest), 1 to 86400
+        #[arg(long, value_name = "SECONDS", default_value_t = RESCAN_INTERVAL.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS), allow_negative_numbers = true)]
         rescan_interval: u64,
     },
 }
 
-fn seconds(v: Option<f64>, default: Duration) -> Duration {
-    v.filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(default)
+/// The largest wait or interval accepted (one day): beyond it a value is a mistake, and huge ones
+/// overflow a `Duration` or an `Instant`.
+const MAX_SECONDS: u64 = 86_400;
+
+/// `--timeout`: a finite number of seconds above 0 and at most [`MAX_SECONDS`]; anything else is a usage
+/// error (exit 2), never replaced by the default.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS as f64 {
+        return Err(format!("'{text}' is out of range (above 0, at most {MAX_SECONDS} seconds)"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn seconds(v: Option<Duration>, default: Duration) -> Duration {
+    v.unwrap_or(default)
 }
 
 fn main() -> ExitCode {
@@ -125,7 +141,7 @@ fn main() -> ExitCode {
             &report,
             &user,
             &places,
-            Duration::from_secs(rescan_interval.max(1)),
+            Duration::from_secs(rescan_interval),
         ),
     };
     ExitCode::from(code)

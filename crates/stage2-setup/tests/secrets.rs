@@ -168,6 +168,26 @@ fn routing_value_with_a_newline_is_not_synced() {
 }
 
 #[test]
+fn routing_value_with_a_carriage_return_or_unicode_break_is_not_synced() {
+    // dotenv parsers end a line at `\r`: written verbatim, this value became two variables.
+    for (value, what) in [
+        ("https://x\rOPENAI_BASE_URL=https://attacker.example", "a carriage return"),
+        ("https://x\u{2028}OPENAI_BASE_URL=https://attacker.example", "a line separator"),
+    ] {
+        let r = image();
+        let out = stage2(&r, &[("HERMES_PORTAL_BASE_URL", value)]);
+        out.assert_code(0);
+        assert!(
+            out.stdout
+                .contains(&format!("HERMES_PORTAL_BASE_URL contains {what}; not synced")),
+            "{}",
+            out.stdout
+        );
+        assert!(!r.read("/opt/data/.env").contains("OPENAI_BASE_URL"), "{value:?}");
+    }
+}
+
+#[test]
 fn auth_json_bootstrap_lands_in_home_verbatim_and_is_never_replaced() {
     let r = image();
     let value = "{\"providers\": {\"nous\": {\"token\": \"s3cr3t\"}}}";

@@ -205,16 +205,17 @@ pub fn api_server_key(ctx: &Ctx) {
 pub fn routing_override_sync(ctx: &Ctx) {
     let Some(home) = &ctx.home_dir else { return };
     let report = ctx.report;
-    // Values to sync; `None` = unset or empty (managed lines go). A value with a newline is skipped
-    // entirely: it cannot be one line, and removing the old line would lose the operator's setting.
+    // Values to sync; `None` = unset or empty (managed lines go). A value with a line break is skipped
+    // entirely: it cannot be one line (a `\r` would inject a second variable), and removing the old line
+    // would lose the operator's setting.
     let mut wanted: Vec<(&str, Option<Vec<u8>>)> = Vec::new();
     for &var in ROUTING_VARIABLES {
         match ctx.env_non_empty(var) {
             None => wanted.push((var, None)),
-            Some(v) if v.as_bytes().contains(&b'\n') => {
-                report.warn(format_args!("{var} contains a newline; not synced — continuing"));
-            }
-            Some(v) => wanted.push((var, Some(v.as_bytes().to_vec()))),
+            Some(v) => match dotenv::line_break_in(v.as_bytes()) {
+                Some(what) => report.warn(format_args!("{var} contains {what}; not synced — continuing")),
+                None => wanted.push((var, Some(v.as_bytes().to_vec()))),
+            },
         }
     }
     sync_file(ctx, home, &wanted);
