@@ -4,6 +4,7 @@
 //! container suite or one booted container.
 
 mod base;
+mod compat;
 mod engine;
 mod inputs;
 
@@ -41,7 +42,10 @@ const DOCKER_TEST_USAGE: &str = "usage: cargo xtask docker-test [options] [-- te
   --no-build          reuse the existing test image (skip cargo build and docker build)
   --rebuild-base      rebuild the debootstrapped base image even when its tag exists
   --image TAG         test image tag (default hermes-boot:test)
-  --test-threads N    parallel container tests (default 4)";
+  --test-threads N    parallel container tests (default 4)
+  --no-compat         leave out the s6-overlay 3.2.3.0 compatibility boot (it runs only
+                      with the whole suite; release files from HERMES_S6_OVERLAY_COMPAT_DIR,
+                      default ../shared/s6-overlay/3.2.3.0)";
 
 const RUN_USAGE: &str = "usage: cargo xtask run [options] [--] [command...]
 
@@ -73,6 +77,7 @@ impl Timings {
 pub fn docker_test(args: &[String]) -> Result<()> {
     let mut no_build = false;
     let mut rebuild_base = false;
+    let mut compat = true;
     let mut image = TEST_IMAGE.to_string();
     let mut threads = DEFAULT_TEST_THREADS;
     let mut filters: Vec<String> = Vec::new();
@@ -81,6 +86,7 @@ pub fn docker_test(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--no-build" => no_build = true,
             "--rebuild-base" => rebuild_base = true,
+            "--no-compat" => compat = false,
             "--image" => image = it.next().context("--image needs a tag")?.clone(),
             "--test-threads" => {
                 let n = it.next().context("--test-threads needs a number")?;
@@ -104,6 +110,11 @@ pub fn docker_test(args: &[String]) -> Result<()> {
     let mut timings = Timings(Vec::new());
     prepare_image(&mut timings, &image, no_build, rebuild_base)?;
     let outcome = timings.time("container suite", || run_suite(&image, threads, &filters))?;
+    let compat_result = if compat && filters.is_empty() && !no_build {
+        Some(timings.time("s6-overlay 3.2.3.0 boot", compat::check))
+    } else {
+        None
+    };
 
     eprintln!("\n== docker-test summary ==");
     timings.print();
@@ -115,6 +126,9 @@ pub fn docker_test(args: &[String]) -> Result<()> {
     for name in &outcome.failed_names {
         eprintln!("  FAILED {name}");
     }
+    if let Some(Err(e)) = &compat_result {
+        eprintln!("  FAILED s6-overlay 3.2.3.0 compatibility: {e:#}");
+    }
     // The suite's closing line, alone on its line, in the form CI readers look for.
     println!(
         "container-suite: {} passed, {} failed",
@@ -125,6 +139,9 @@ pub fn docker_test(args: &[String]) -> Result<()> {
     }
     if outcome.passed == 0 {
         bail!("container suite ran no test (filter matched nothing?)");
+    }
+    if let Some(r) = compat_result {
+        r.context("s6-overlay 3.2.3.0 compatibility boot failed")?;
     }
     Ok(())
 }
@@ -258,7 +275,7 @@ fn build_binaries(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Result<()> {
+pub(crate) fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Result<()> {
     inputs::stage_s6_overlay(root, s6_source)?;
     let s6_version = inputs::s6_overlay_version(s6_source)?;
     let mut cmd = Command::new("docker");

@@ -34,9 +34,11 @@ impl PriorState {
     }
 }
 
-/// `prior_state=` of the report and log lines: the value, or `None`.
-pub fn display_prior(p: &Option<PriorState>) -> &str {
-    p.as_ref().map(PriorState::as_str).unwrap_or("None")
+/// `prior_state=` of the report and log lines: the value (escaped: the runtime user wrote it), or `None`.
+pub fn display_prior(p: &Option<PriorState>) -> String {
+    p.as_ref()
+        .map(|s| crate::report::display_bytes(s.as_str().as_bytes()))
+        .unwrap_or_else(|| "None".to_string())
 }
 
 /// Whether an optional prior state is the string `running`.

@@ -98,7 +98,9 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a number of seconds"))?;
     if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS as f64 {
-        return Err(format!("'{text}' is out of range (above 0, at most {MAX_SECONDS} seconds)"));
+        return Err(format!(
+            "'{text}' is out of range (above 0, at most {MAX_SECONDS} seconds)"
+        ));
     }
     Ok(Duration::from_secs_f64(v))
 }

@@ -11,7 +11,10 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
         .env("HERMES_BOOT_ROOT", "/nonexistent-reconcile-options-root")
         .output()
         .expect("run reconcile-profiles");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -171,8 +171,14 @@ fn routing_value_with_a_newline_is_not_synced() {
 fn routing_value_with_a_carriage_return_or_unicode_break_is_not_synced() {
     // dotenv parsers end a line at `\r`: written verbatim, this value became two variables.
     for (value, what) in [
-        ("https://x\rOPENAI_BASE_URL=https://attacker.example", "a carriage return"),
-        ("https://x\u{2028}OPENAI_BASE_URL=https://attacker.example", "a line separator"),
+        (
+            "https://x\rOPENAI_BASE_URL=https://attacker.example",
+            "a carriage return",
+        ),
+        (
+            "https://x\u{2028}OPENAI_BASE_URL=https://attacker.example",
+            "a line separator",
+        ),
     ] {
         let r = image();
         let out = stage2(&r, &[("HERMES_PORTAL_BASE_URL", value)]);

@@ -45,9 +45,7 @@ echo '== ours'; python3 summarize.py ours
         py = py_argv.join(" ")
     );
     let out = c.root_ok(&script)?;
-    let (app_part, ours_part) = out
-        .split_once("== ours")
-        .context("no summary of ours")?;
+    let (app_part, ours_part) = out.split_once("== ours").context("no summary of ours")?;
     Ok((Summary::parse(app_part)?, Summary::parse(ours_part)?))
 }
 
@@ -64,7 +62,8 @@ impl Summary {
             if let Some(msg) = line.strip_prefix("APP-OUT APP-ABORTED ") {
                 s.aborted = Some(msg.to_string());
             } else if line.starts_with('{') {
-                let v: Value = serde_json::from_str(line).with_context(|| format!("bad summary line {line}"))?;
+                let v: Value =
+                    serde_json::from_str(line).with_context(|| format!("bad summary line {line}"))?;
                 let name = v["profile"].as_str().context("profile")?.to_string();
                 s.profiles.insert(name, v);
             }
@@ -92,11 +91,20 @@ fn deliberate(profile: &str, field: &str, app: &Value, ours: &Value) -> bool {
 
 fn assert_agree(case: &str, app: &Summary, ours: &Summary) -> Result<()> {
     let mut problems = Vec::new();
-    let names: std::collections::BTreeSet<&String> = app.profiles.keys().chain(ours.profiles.keys()).collect();
+    let names: std::collections::BTreeSet<&String> =
+        app.profiles.keys().chain(ours.profiles.keys()).collect();
     for name in names {
         let a = app.profiles.get(name).cloned().unwrap_or(Value::Null);
         let o = ours.profiles.get(name).cloned().unwrap_or(Value::Null);
-        for field in ["slot", "down", "command", "has_log", "prior_state", "action", "stale_left"] {
+        for field in [
+            "slot",
+            "down",
+            "command",
+            "has_log",
+            "prior_state",
+            "action",
+            "stale_left",
+        ] {
             let (af, of) = (&a[field], &o[field]);
             if af != of && !deliberate(name, field, af, of) {
                 problems.push(format!("{name}.{field}: application {af} / ours {of}"));
@@ -115,7 +123,11 @@ fn container_with_scripts() -> Result<Container> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("differential");
     for f in ["generate.py", "summarize.py"] {
         let from = dir.join(f);
-        docker_checked(&["cp", from.to_str().context("path")?, &format!("{}:{WORK}/{f}", c.id)])?;
+        docker_checked(&[
+            "cp",
+            from.to_str().context("path")?,
+            &format!("{}:{WORK}/{f}", c.id),
+        ])?;
     }
     Ok(c)
 }
@@ -127,7 +139,10 @@ fn reconcilers_agree_on_a_generated_volume() -> Result<()> {
     let (app, ours) = compare(&c, &argv, "")?;
     // The generated volume has non-object state files, on which the application aborts; the rest of
     // its run is compared through a volume without them.
-    assert!(app.aborted.is_some(), "expected the application to abort on a non-object state file");
+    assert!(
+        app.aborted.is_some(),
+        "expected the application to abort on a non-object state file"
+    );
     assert!(ours.profiles.len() > 30, "{:?}", ours.profiles.keys());
     let (app, ours) = compare(&c, &argv, "--no-non-objects")?;
     assert!(app.aborted.is_none(), "application aborted: {:?}", app.aborted);
