@@ -306,6 +306,9 @@ fn bad_ids() -> Vec<OsString> {
         "1e3",
         "0x10",
         "1000:1000",
+        // A newline or an escape sequence in a value must not split or colour the warning line.
+        "1000\n",
+        "10\x1b[31m00",
         "１０００",
         "10\t00",
     ]
@@ -320,11 +323,18 @@ fn lossy(v: &OsStr) -> String {
     boot_display(v.as_bytes())
 }
 
-/// The programs' rendering of raw bytes (CM-04): non-UTF-8 bytes as `\xNN`.
+/// The programs' rendering of raw bytes (CM-04), stated here on its own terms: control characters
+/// (C0, DEL) and non-UTF-8 bytes as `\xNN`, C1 controls as `\u{NN}`, so one value is one line.
 fn boot_display(b: &[u8]) -> String {
     let mut out = String::new();
     for chunk in b.utf8_chunks() {
-        out.push_str(chunk.valid());
+        for c in chunk.valid().chars() {
+            match c as u32 {
+                0..=0x1f | 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+                0x80..=0x9f => out.push_str(&format!("\\u{{{:02x}}}", c as u32)),
+                _ => out.push(c),
+            }
+        }
         for x in chunk.invalid() {
             out.push_str(&format!("\\x{x:02x}"));
         }
