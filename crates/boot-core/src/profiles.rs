@@ -13,12 +13,14 @@ use crate::guarded::{Dir, Entry};
 use crate::report::{display_bytes, display_path, Report};
 use crate::root::RootPrefix;
 
-/// Longest profile name (RP-10): `gateway-<p>` and `.gateway-<p>.tmp.old` must fit NAME_MAX.
-pub const MAX_PROFILE_NAME: usize = 251;
+/// Longest profile name (RP-10): every name derived from it must fit NAME_MAX (255), the longest being
+/// `.gateway-<p>.tmp.old`, where a replaced or unregistered slot waits for removal. The application
+/// itself accepts 251 bytes; a profile of 239–251 gets one warning and no slot.
+pub const MAX_PROFILE_NAME: usize = 255 - ".gateway-".len() - ".tmp.old".len();
 /// The root profile's name; never a directory under `profiles/`.
 pub const DEFAULT_PROFILE: &str = "default";
 
-/// RP-10: non-empty, at most 251 bytes, fully matching `[a-z0-9][a-z0-9_-]*`.
+/// RP-10: non-empty, at most [`MAX_PROFILE_NAME`] (238) bytes, fully matching `[a-z0-9][a-z0-9_-]*`.
 pub fn validate_profile_name(name: &[u8]) -> Result<(), String> {
     if name.is_empty() {
         return Err("profile name must not be empty".to_string());
@@ -477,7 +479,7 @@ mod tests {
         for n in ["coder", "my-profile", "assistant_v2", "a", "0", "0abc"] {
             assert_eq!(validate_profile_name(n.as_bytes()), Ok(()), "{n}");
         }
-        assert_eq!(validate_profile_name("a".repeat(251).as_bytes()), Ok(()));
+        assert_eq!(validate_profile_name("a".repeat(238).as_bytes()), Ok(()));
     }
 
     #[test]
@@ -487,8 +489,8 @@ mod tests {
             Err("profile name must not be empty".into())
         );
         assert_eq!(
-            validate_profile_name("a".repeat(252).as_bytes()),
-            Err("profile name too long (252 > 251)".into())
+            validate_profile_name("a".repeat(239).as_bytes()),
+            Err("profile name too long (239 > 238)".into())
         );
         for n in [
             "Coder",

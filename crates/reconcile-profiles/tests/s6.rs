@@ -221,6 +221,30 @@ fn register_and_unregister_while_svscan_runs() {
 }
 
 #[test]
+fn the_longest_accepted_name_registers_and_unregisters_completely() {
+    let r = setup();
+    let scandir = r.path("/run/service");
+    r.mkdir("/run/service/.s6-svscan");
+    r.chmod("/run/service/.s6-svscan", 0o755);
+    let _svscan = Svscan::start(&scandir);
+    run(&mut r.command(BIN)).assert_code(0);
+    // 238 bytes: `.gateway-<p>.tmp.old`, the longest name derived from it, is exactly NAME_MAX.
+    let name = "l".repeat(238);
+    r.write(&format!("/opt/data/profiles/{name}/SOUL.md"), "# long\n");
+    let out = run(r.command(BIN).args(["register", &name, "--down"]));
+    out.assert_code(0);
+    assert!(r.exists(&format!("/run/service/gateway-{name}/run")));
+    let out = run(r.command(BIN).args(["unregister", &name]));
+    out.assert_code(0);
+    let left: Vec<String> = std::fs::read_dir(&scandir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("gateway-l"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
 fn register_rolls_back_when_s6_svscanctl_fails() {
     // No s6-svscan runs on this scan directory: s6-svscanctl cannot reach it.
     let r = setup();
@@ -265,13 +289,15 @@ fn register_and_unregister_validate_names() {
             out.stderr
         );
     }
-    let long = "a".repeat(252);
-    let out = run(r.command(BIN).args(["register", &long]));
-    out.assert_code(2);
-    assert_eq!(
-        out.stderr,
-        "reconcile: error: profile name too long (252 > 251)\n"
-    );
+    for n in [239, 243, 251, 252] {
+        let long = "a".repeat(n);
+        let out = run(r.command(BIN).args(["register", &long]));
+        out.assert_code(2);
+        assert_eq!(
+            out.stderr,
+            format!("reconcile: error: profile name too long ({n} > 238)\n")
+        );
+    }
     let slots: Vec<_> = std::fs::read_dir(r.path("/run/service")).unwrap().collect();
     assert!(slots.is_empty());
 }
