@@ -157,6 +157,10 @@ RUN set -eu; \
     chmod -R go-w /opt/hermes /etc/hermes; \
     chmod 0755 /opt/hermes/docker/bin/* /usr/bin/tini
 
+# PATH holds only root-owned directories: root (docker exec, cont-init) never runs
+# a program the runtime user planted. The runtime user's /opt/data/.local/bin is
+# added for its own processes by main-wrapper and the exec shim, and for its
+# login shells by /etc/profile.d/hermes.sh.
 # s6-overlay settings (docker/README.md explains each value):
 #   S6_BEHAVIOUR_IF_STAGE2_FAILS=2  a failing cont-init step stops the container
 #   S6_CMD_RECEIVE_SIGNALS=1        docker stop signals the command, whose exit status
@@ -169,7 +173,7 @@ ENV HERMES_HOME=/opt/data \
     PYTHONDONTWRITEBYTECODE=1 \
     S6_BEHAVIOUR_IF_STAGE2_FAILS=2 \
     S6_CMD_RECEIVE_SIGNALS=1 \
-    PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/opt/data/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+    PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 LABEL org.opencontainers.image.title="hermes-agent" \
       org.opencontainers.image.description="hermes-agent under s6-overlay v3 with the hermes-boot boot layer" \

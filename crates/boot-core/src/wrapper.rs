@@ -47,6 +47,8 @@ pub const VENV_BIN: &str = "/opt/hermes/.venv/bin";
 pub const REAL_HERMES: &str = "/opt/hermes/.venv/bin/hermes";
 /// `HOME` of the program, and `HERMES_HOME` when none is given (MW-07).
 pub const DATA_HOME: &str = "/opt/data";
+/// Where the application installs the runtime user's commands (profile aliases, `pip install --user`).
+pub const USER_TOOLS: &str = "/opt/data/.local/bin";
 const PID1_COMM: &str = "/proc/1/comm";
 const S6_BASEDIR: &str = "/run/s6/basedir";
 
@@ -178,6 +180,30 @@ impl Env {
         };
         self.set("PATH", path);
         self.remove("PYTHONHOME");
+    }
+}
+
+impl Env {
+    /// The runtime user's own tool directory first on PATH, for a process that runs as that user. The
+    /// image's PATH leaves it out: root must never find a program the runtime user planted there.
+    pub fn add_user_tools(&mut self) {
+        let dir = OsStr::new(USER_TOOLS);
+        let present = self
+            .get("PATH")
+            .is_some_and(|p| p.as_bytes().split(|b| *b == b':').any(|c| c == dir.as_bytes()));
+        if present {
+            return;
+        }
+        let path = match self.get("PATH") {
+            Some(p) if !p.is_empty() => {
+                let mut s = dir.to_os_string();
+                s.push(":");
+                s.push(p);
+                s
+            }
+            _ => dir.to_os_string(),
+        };
+        self.set("PATH", path);
     }
 }
 
@@ -383,6 +409,7 @@ fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, r
 
     // After the drop, so the program cannot be placed in a directory its user could not enter.
     enter_orig_cwd(root, &mut env, report);
+    env.add_user_tools();
 
     // MW-10, with the program's credentials, so "executable" means executable for it.
     let path = env.get("PATH").map(OsStr::to_os_string);
@@ -497,6 +524,9 @@ fn run_shim(root: &RootPrefix, user: &str, argv0: &OsStr, args: &[OsString], mut
             }
         }
     };
+    if !matches!(who, Identity(Who::RootByRequest)) {
+        env.add_user_tools();
+    }
     let errno = exec_program(&who, &real, argv0, args, &env);
     report.info(format_args!(
         "cannot execute {REAL_HERMES}: {}",
@@ -603,6 +633,24 @@ mod tests {
         let mut env = Env::default();
         env.activate_venv();
         assert_eq!(env.get("PATH"), Some(os("/opt/hermes/.venv/bin")));
+    }
+
+    #[test]
+    fn user_tools_come_first_once() {
+        let mut e = Env::from_pairs([("PATH", "/opt/hermes/.venv/bin:/usr/bin")]);
+        e.add_user_tools();
+        assert_eq!(
+            e.get("PATH"),
+            Some(OsStr::new("/opt/data/.local/bin:/opt/hermes/.venv/bin:/usr/bin"))
+        );
+        e.add_user_tools();
+        assert_eq!(
+            e.get("PATH"),
+            Some(OsStr::new("/opt/data/.local/bin:/opt/hermes/.venv/bin:/usr/bin"))
+        );
+        let mut empty = Env::from_pairs::<&str, &str>([]);
+        empty.add_user_tools();
+        assert_eq!(empty.get("PATH"), Some(OsStr::new("/opt/data/.local/bin")));
     }
 
     #[test]

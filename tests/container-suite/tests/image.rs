@@ -27,7 +27,7 @@ fn image_contract() -> Result<()> {
         "PLAYWRIGHT_BROWSERS_PATH=/opt/hermes/tools",
         "PYTHONUNBUFFERED=1",
         "PYTHONDONTWRITEBYTECODE=1",
-        "PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/opt/data/.local/bin:",
+        "PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/usr/local/sbin:",
         "HERMES_DISABLE_LAZY_INSTALLS=1",
         "S6_BEHAVIOUR_IF_STAGE2_FAILS=2",
         "S6_CMD_RECEIVE_SIGNALS=1",
@@ -35,6 +35,8 @@ fn image_contract() -> Result<()> {
         assert!(env.contains(want), "ENV lacks {want}: {env}");
     }
     assert!(!env.contains("TMPDIR="), "{env}");
+    // Root's PATH holds no directory the runtime user can write.
+    assert!(!env.contains("/opt/data"), "{env}");
     assert!(cfg("{{json .Config.ExposedPorts}}")?.contains("9119/tcp"));
     let labels = cfg("{{json .Config.Labels}}")?;
     for want in [

@@ -201,3 +201,40 @@ fn the_applications_gateway_commands_work_as_the_runtime_user() -> Result<()> {
     assert!(!c.root(&format!("test -e {slot}"))?.ok(), "{r}");
     Ok(())
 }
+
+#[test]
+fn root_never_runs_what_the_runtime_user_planted_on_its_path() -> Result<()> {
+    let c = Run::new().cmd(&["sleep", "infinity"]).start_ready()?;
+    // As the agent could: programs named like the operator's commands in the user's tool directory.
+    c.hermes_ok(
+        r#"mkdir -p /opt/data/.local/bin && for p in ls sh bash id cat x; do
+  printf '#!/bin/sh\necho planted-%s-ran-as-$(/usr/bin/id -u) >> /tmp/planted.log\necho PLANTED\n' "$p" > /opt/data/.local/bin/$p
+  chmod 755 /opt/data/.local/bin/$p
+done"#,
+    )?;
+    for (what, args) in [
+        ("docker exec C ls /", vec!["ls", "/"]),
+        (
+            "docker exec C sh -c",
+            vec!["sh", "-c", "id -u; cat /etc/hostname"],
+        ),
+        ("docker exec C bash -lc", vec!["bash", "-lc", "id -u"]),
+    ] {
+        let mut full = vec!["exec", c.id.as_str()];
+        full.extend(args.iter().copied());
+        let out = docker(&full)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("PLANTED"), "{what} ran a planted program:\n{text}");
+    }
+    let log = c.root("cat /tmp/planted.log 2>/dev/null")?;
+    assert!(!log.stdout.contains("ran-as-0"), "root ran: {}", log.stdout);
+    // The runtime user's own processes still find its tools first: login shells, the exec shim's
+    // program and the supervised gateway.
+    let found = c.exec_as("hermes", "sh -lc 'command -v x'")?;
+    assert_eq!(found.stdout.trim(), "/opt/data/.local/bin/x", "{found}");
+    // main-wrapper's program (the container command, here through `docker exec` in the wrapper role)
+    // runs as the runtime user with its tools first.
+    let wrapped = c.root_ok("/opt/hermes/docker/bin/main-wrapper /bin/sh -c 'id -u; command -v x'")?;
+    assert_eq!(wrapped, "10000\n/opt/data/.local/bin/x", "{wrapped}");
+    Ok(())
+}

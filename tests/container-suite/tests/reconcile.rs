@@ -144,6 +144,11 @@ fn supervised_gateway_does_not_recurse() -> Result<()> {
     c.wait_until("the supervised gateway", SVC_TIMEOUT, || {
         Ok(!c.processes_matching("gateway run --replace")?.is_empty())
     })?;
+    // The container command redirects to supervision, then parks as one `sleep`; only after that does
+    // a count of gateway processes mean anything.
+    c.wait_until("the container command parked", Duration::from_secs(40), || {
+        Ok(unsupervised_sleeps(&c)?.len() == 1)
+    })?;
     // Give a recursion (a supervised gateway redirecting to supervision again) time to show.
     std::thread::sleep(Duration::from_secs(2));
     // /init's stage 2 (like s6-overlay's rc.init) carries the container command in its argv too;
