@@ -113,8 +113,9 @@ fn root_start_drops_to_the_runtime_user_with_its_group_file_groups() {
     assert_eq!(field(o, "HOME"), "/opt/data");
     assert_eq!(field(o, "HERMES_HOME"), "/opt/data");
     assert_eq!(field(o, "VIRTUAL_ENV"), "/opt/hermes/.venv");
+    // The runtime user's tools first (only its own processes get them), then the venv.
     assert!(
-        field(o, "PATH").starts_with("/opt/hermes/.venv/bin:/usr/local/sbin:"),
+        field(o, "PATH").starts_with("/opt/data/.local/bin:/opt/hermes/.venv/bin:/usr/local/sbin:"),
         "{o}"
     );
     assert_eq!(
@@ -310,8 +311,9 @@ fn missing_venv_warns_and_leaves_path_alone() {
     let out = run(&mut probe(&r));
     out.assert_code(0);
     assert_eq!(field(&out.stdout, "VIRTUAL_ENV"), "<unset>");
+    // No venv entry; the runtime user's tools are still added for the dropped program.
     assert!(
-        field(&out.stdout, "PATH").starts_with("/usr/local/sbin:"),
+        field(&out.stdout, "PATH").starts_with("/opt/data/.local/bin:/usr/local/sbin:"),
         "{}",
         out.stdout
     );
