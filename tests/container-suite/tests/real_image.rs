@@ -234,7 +234,8 @@ done"#,
     assert_eq!(found.stdout.trim(), "/opt/data/.local/bin/x", "{found}");
     // main-wrapper's program (the container command, here through `docker exec` in the wrapper role)
     // runs as the runtime user with its tools first.
-    let wrapped = c.root_ok("/opt/hermes/docker/bin/main-wrapper /bin/sh -c 'id -u; command -v x'")?;
+    let wrapped =
+        c.root_ok("/opt/hermes/docker/bin/main-wrapper /bin/sh -c '/usr/bin/id -u; command -v x'")?;
     assert_eq!(wrapped, "10000\n/opt/data/.local/bin/x", "{wrapped}");
     Ok(())
 }
