@@ -169,16 +169,7 @@ impl Env {
     /// MW-09: the exported effects of sourcing `bin/activate`. Values are in-container paths (CM-02).
     pub fn activate_venv(&mut self) {
         self.set("VIRTUAL_ENV", VENV);
-        let path = match self.get("PATH") {
-            Some(p) if !p.is_empty() => {
-                let mut s = OsString::from(VENV_BIN);
-                s.push(":");
-                s.push(p);
-                s
-            }
-            _ => OsString::from(VENV_BIN),
-        };
-        self.set("PATH", path);
+        self.prepend_path(OsStr::new(VENV_BIN));
         self.remove("PYTHONHOME");
     }
 }
@@ -191,9 +182,13 @@ impl Env {
         let present = self
             .get("PATH")
             .is_some_and(|p| p.as_bytes().split(|b| *b == b':').any(|c| c == dir.as_bytes()));
-        if present {
-            return;
+        if !present {
+            self.prepend_path(dir);
         }
+    }
+
+    /// `dir` as PATH's first entry (the whole PATH when it was unset or empty).
+    fn prepend_path(&mut self, dir: &OsStr) {
         let path = match self.get("PATH") {
             Some(p) if !p.is_empty() => {
                 let mut s = dir.to_os_string();

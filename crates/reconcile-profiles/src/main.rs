@@ -105,10 +105,6 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
-fn seconds(v: Option<Duration>, default: Duration) -> Duration {
-    v.unwrap_or(default)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = RootPrefix::from_arg_or_env(cli.root);
@@ -128,7 +124,7 @@ fn main() -> ExitCode {
             &places,
             &profile,
             down,
-            seconds(timeout, REGISTER_TIMEOUT),
+            timeout.unwrap_or(REGISTER_TIMEOUT),
         ),
         Some(Command::Unregister { profile, timeout }) => run_unregister(
             &root,
@@ -136,7 +132,7 @@ fn main() -> ExitCode {
             &user,
             &places,
             &profile,
-            seconds(timeout, UNREGISTER_TIMEOUT),
+            timeout.unwrap_or(UNREGISTER_TIMEOUT),
         ),
         Some(Command::Watch { rescan_interval }) => run_watch(
             &root,
