@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 
-use crate::atomic::{read_for_rewrite, temp_name};
+use crate::atomic::{read_for_rewrite, NewFile};
 use crate::error::{SysError, SysResult};
-use crate::guarded::{euid, gid, uid, Dir, Entry, Meta};
+use crate::guarded::{Dir, Entry, Meta};
 use crate::root::RootPrefix;
 
 pub const PASSWD: &str = "/etc/passwd";
@@ -537,11 +537,11 @@ fn commit(etc: &Dir, files: &Files, changes: &Changes) -> Result<(), UpdateError
             let (mode, owner) = keep_of(original.meta.as_ref());
             let name = base_name(path);
             let backup_tmp = if original.meta.is_some() {
-                write_temp(etc, path, name, &original.content, mode, owner).map_err(|e| classify(e, path))?
+                write_temp(etc, name, &original.content, mode, owner).map_err(|e| classify(e, path))?
             } else {
                 Default::default()
             };
-            let new_tmp = match write_temp(etc, path, name, content, mode, owner) {
+            let new_tmp = match write_temp(etc, name, content, mode, owner) {
                 Ok(t) => t,
                 Err(e) => {
                     remove_temp(etc, &backup_tmp);
@@ -633,42 +633,17 @@ fn remove_temp(etc: &Dir, tmp: &OsStr) {
 }
 
 /// Writes `content` to a fresh temporary next to `name`, owned and moded like the original before the
-/// first byte is written, fsynced.
+/// first byte is written, fsynced; returns the temporary's name.
 fn write_temp(
     etc: &Dir,
-    path: &str,
     name: &OsStr,
     content: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> SysResult<std::ffi::OsString> {
-    let tmp = temp_name(name);
-    let fd = rustix::fs::openat(
-        etc.fd(),
-        tmp.as_os_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode & 0o600),
-    )
-    .map_err(|e| SysError::new("create", etc.child(&tmp), e))?;
-    let result = (|| {
-        if let Some((u, g)) = owner {
-            if euid() == 0 {
-                rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
-                    .map_err(|e| SysError::new("chown", etc.child(&tmp), e))?;
-            }
-        }
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
-            .map_err(|e| SysError::new("chmod", etc.child(&tmp), e))?;
-        let mut f = std::fs::File::from(fd);
-        f.write_all(content)
-            .map_err(|e| SysError::new("write", path, e))?;
-        f.sync_all().map_err(|e| SysError::new("fsync", path, e))
-    })();
-    if let Err(e) = result {
-        let _ = rustix::fs::unlinkat(etc.fd(), tmp.as_os_str(), AtFlags::empty());
-        return Err(e);
-    }
-    Ok(tmp)
+    let mut new = NewFile::create(etc, name, mode, owner)?;
+    new.write_synced(content)?;
+    new.keep_as_temp(name)
 }
 
 #[cfg(test)]

@@ -1,18 +1,20 @@
 //! Creating and rewriting files without ever exposing a partial or over-permissive file (SPEC CM-06,
 //! CM-07).
 //!
-//! Both go through a temporary in the same directory, created `O_CREAT|O_EXCL|O_NOFOLLOW` with its final
-//! mode and owner before the first byte is written, fsynced, then renamed into place: a crash, ENOSPC or
-//! a kill at any instant leaves either the old file or the new one, never a truncated secret.
+//! A new file is first an unnamed `O_TMPFILE` in the target directory (or, where the filesystem has no
+//! `O_TMPFILE`, a temporary with an unpredictable name), given its final owner and mode before the first
+//! byte is written, fsynced, and only then linked or renamed to its name: a crash, ENOSPC or a kill at any
+//! instant leaves either the old file or the new one, never a truncated secret or a root-owned name. The
+//! runtime user can write most of the directories involved, so a temporary's name is 64 random bits and a
+//! name it planted first is skipped, never waited on.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 
 use crate::error::{SysError, SysResult};
 use crate::guarded::{euid, gid, uid, Dir, Entry, Meta};
@@ -26,59 +28,229 @@ pub enum Created {
     Existed,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// How many planted names a temporary skips before the write gives up (each try is a fresh 64-bit name,
+/// so only a directory full of them gets that far).
+const TEMP_TRIES: usize = 16;
 
-/// A temporary name next to `name`: dot-prefixed (s6-svscan and most tools ignore it) and unique per
-/// process and call.
-pub fn temp_name(name: &OsStr) -> OsString {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+/// A temporary name next to `name`: dot-prefixed (s6-svscan and most tools ignore it), with 64 bits from
+/// the kernel's CSPRNG, so the runtime user cannot plant it in advance.
+pub fn temp_name(name: &OsStr) -> SysResult<OsString> {
+    let mut r = [0u8; 8];
+    let mut filled = 0;
+    while filled < r.len() {
+        filled += rustix::rand::getrandom(&mut r[filled..], rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| SysError::new("getrandom", "temporary name", e))?;
+    }
     let mut b = b".".to_vec();
     // Keep the result within NAME_MAX even for long names.
     b.extend_from_slice(&name.as_bytes()[..name.len().min(200)]);
-    b.extend_from_slice(format!(".tmp.{}.{}", std::process::id(), n).as_bytes());
-    OsString::from_vec(b)
+    b.extend_from_slice(format!(".tmp.{:016x}", u64::from_ne_bytes(r)).as_bytes());
+    Ok(OsString::from_vec(b))
 }
 
-/// Writes `content` to a fresh temporary in `dir` with `mode` and `owner`, fsynced. The caller publishes
-/// it. On failure the temporary is removed.
-fn write_temp(
-    dir: &Dir,
-    name: &OsStr,
-    content: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> SysResult<OsString> {
-    let tmp = temp_name(name);
-    let fd: OwnedFd = rustix::fs::openat(
-        dir.fd(),
-        tmp.as_os_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode & 0o600),
-    )
-    .map_err(|e| SysError::new("create", dir.child(name), e))?;
-    let result = (|| {
-        // Owner first, then the exact mode (independent of umask), then content: no instant exists at which
-        // another user could read the bytes.
+/// Whether `/proc/self/fd` is there to link an `O_TMPFILE` by (`AT_EMPTY_PATH` would need
+/// CAP_DAC_READ_SEARCH, which Docker does not grant).
+fn proc_fd_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| rustix::fs::access("/proc/self/fd", rustix::fs::Access::EXISTS).is_ok())
+}
+
+/// A file being made in `dir`: its owner and mode are final from the start, it has no name others can see
+/// (`O_TMPFILE`) or a random temporary one, and it is removed unless published.
+pub struct NewFile<'d> {
+    dir: &'d Dir,
+    fd: OwnedFd,
+    /// The temporary's name; `None` for an unnamed `O_TMPFILE`, or once published.
+    temp: Option<OsString>,
+    /// The target's path, for messages.
+    shown: PathBuf,
+}
+
+impl<'d> NewFile<'d> {
+    /// A new empty file for `dir/name` with `mode`, owned by `owner` when running as root.
+    pub fn create(dir: &'d Dir, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> SysResult<Self> {
+        let shown = dir.child(name);
+        // 0600 at first: until the fchown below, the file must not be readable by anyone else.
+        let initial = Mode::from_raw_mode(mode & 0o600);
+        let unnamed = if proc_fd_available() {
+            match rustix::fs::openat(
+                dir.fd(),
+                ".",
+                OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+                initial,
+            ) {
+                Ok(fd) => Some(fd),
+                // No O_TMPFILE on this filesystem (overlay on old kernels, FUSE, NFS).
+                Err(rustix::io::Errno::OPNOTSUPP)
+                | Err(rustix::io::Errno::ISDIR)
+                | Err(rustix::io::Errno::INVAL) => None,
+                Err(e) => return Err(SysError::new("create", &shown, e)),
+            }
+        } else {
+            None
+        };
+        let (fd, temp) = match unnamed {
+            Some(fd) => (fd, None),
+            None => {
+                let (fd, t) = open_named_temp(dir, name, initial, &shown)?;
+                (fd, Some(t))
+            }
+        };
+        let new = NewFile { dir, fd, temp, shown };
+        // Owner first, then the exact mode (independent of umask): no instant exists at which another user
+        // could read what is written next.
         if let Some((u, g)) = owner {
             if euid() == 0 {
-                rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
-                    .map_err(|e| SysError::new("chown", dir.child(name), e))?;
+                rustix::fs::fchown(&new.fd, Some(uid(u)), Some(gid(g)))
+                    .map_err(|e| SysError::new("chown", &new.shown, e))?;
             }
         }
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
-            .map_err(|e| SysError::new("chmod", dir.child(name), e))?;
-        let mut f = std::fs::File::from(fd);
-        f.write_all(content)
-            .map_err(|e| SysError::new("write", dir.child(name), e))?;
-        f.sync_all()
-            .map_err(|e| SysError::new("fsync", dir.child(name), e))?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = rustix::fs::unlinkat(dir.fd(), tmp.as_os_str(), AtFlags::empty());
-        return Err(e);
+        rustix::fs::fchmod(&new.fd, Mode::from_raw_mode(mode))
+            .map_err(|e| SysError::new("chmod", &new.shown, e))?;
+        Ok(new)
     }
-    Ok(tmp)
+
+    /// Writes all of `content` and fsyncs it.
+    pub fn write_synced(&mut self, mut content: &[u8]) -> SysResult<()> {
+        while !content.is_empty() {
+            match rustix::io::write(&self.fd, content) {
+                Ok(0) => return Err(SysError::new("write", &self.shown, Errno::ENOSPC)),
+                Ok(n) => content = &content[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(SysError::new("write", &self.shown, e)),
+            }
+        }
+        rustix::fs::fsync(&self.fd).map_err(|e| SysError::new("fsync", &self.shown, e))
+    }
+
+    /// Gives the file the name `name` unless an entry of that name exists (of any type, symlinks
+    /// included), which is left alone.
+    pub fn publish_new(&mut self, name: &OsStr) -> SysResult<Created> {
+        let dir = self.dir;
+        let published = match &self.temp {
+            None => {
+                let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+                rustix::fs::linkat(CWD, via.as_str(), dir.fd(), name, AtFlags::SYMLINK_FOLLOW)
+            }
+            Some(tmp) => match rustix::fs::renameat_with(
+                dir.fd(),
+                tmp.as_os_str(),
+                dir.fd(),
+                name,
+                RenameFlags::NOREPLACE,
+            ) {
+                // The filesystem cannot RENAME_NOREPLACE: a hard link is just as exclusive.
+                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                    rustix::fs::linkat(dir.fd(), tmp.as_os_str(), dir.fd(), name, AtFlags::empty())
+                }
+                other => {
+                    if other.is_ok() {
+                        self.temp = None;
+                    }
+                    other
+                }
+            },
+        };
+        match published {
+            Ok(()) => {
+                sync_dir(dir);
+                Ok(Created::Created)
+            }
+            Err(rustix::io::Errno::EXIST) => Ok(Created::Existed),
+            Err(e) => Err(SysError::new("create", &self.shown, e)),
+        }
+    }
+
+    /// Puts the file in place of `dir/name`, whatever stood there.
+    pub fn publish_over(mut self, name: &OsStr) -> SysResult<()> {
+        let dir = self.dir;
+        if self.temp.is_none() {
+            // rename(2) needs a name to move: link the unnamed file under a fresh temporary first.
+            let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+            let mut tries = 0;
+            loop {
+                let tmp = temp_name(name)?;
+                match rustix::fs::linkat(
+                    CWD,
+                    via.as_str(),
+                    dir.fd(),
+                    tmp.as_os_str(),
+                    AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    Ok(()) => {
+                        self.temp = Some(tmp);
+                        break;
+                    }
+                    Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
+                    Err(e) => return Err(SysError::new("create", dir.child(&tmp), e)),
+                }
+            }
+        }
+        let tmp = self.temp.clone().unwrap_or_default();
+        rustix::fs::renameat(dir.fd(), tmp.as_os_str(), dir.fd(), name)
+            .map_err(|e| SysError::new("rename", &self.shown, e))?;
+        self.temp = None;
+        sync_dir(dir);
+        Ok(())
+    }
+
+    /// Keeps the file under its random temporary name (linking an unnamed one first) and returns that
+    /// name; the caller renames it later and removes it on failure.
+    pub fn keep_as_temp(mut self, name: &OsStr) -> SysResult<OsString> {
+        if self.temp.is_none() {
+            let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+            let mut tries = 0;
+            loop {
+                let tmp = temp_name(name)?;
+                match rustix::fs::linkat(
+                    CWD,
+                    via.as_str(),
+                    self.dir.fd(),
+                    tmp.as_os_str(),
+                    AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    Ok(()) => {
+                        self.temp = Some(tmp);
+                        break;
+                    }
+                    Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
+                    Err(e) => return Err(SysError::new("create", self.dir.child(&tmp), e)),
+                }
+            }
+        }
+        Ok(self.temp.take().unwrap_or_default())
+    }
+}
+
+impl Drop for NewFile<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.temp.take() {
+            let _ = rustix::fs::unlinkat(self.dir.fd(), t.as_os_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// Opens a new temporary with an unpredictable name next to `name`, skipping names that exist.
+fn open_named_temp(
+    dir: &Dir,
+    name: &OsStr,
+    mode: Mode,
+    shown: &std::path::Path,
+) -> SysResult<(OwnedFd, OsString)> {
+    let mut tries = 0;
+    loop {
+        let tmp = temp_name(name)?;
+        match rustix::fs::openat(
+            dir.fd(),
+            tmp.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+        ) {
+            Ok(fd) => return Ok((fd, tmp)),
+            Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
+            Err(e) => return Err(SysError::new("create", shown, e)),
+        }
+    }
 }
 
 fn sync_dir(dir: &Dir) {
@@ -103,27 +275,9 @@ pub fn create_exclusive(
         report.would("create", &dir.child(name), format_args!("mode {mode:04o}"));
         return Ok(Created::Created);
     }
-    let tmp = write_temp(dir, name, content, mode, owner)?;
-    let published =
-        match rustix::fs::renameat_with(dir.fd(), tmp.as_os_str(), dir.fd(), name, RenameFlags::NOREPLACE) {
-            Ok(()) => Ok(Created::Created),
-            Err(rustix::io::Errno::EXIST) => Ok(Created::Existed),
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-                // The filesystem cannot RENAME_NOREPLACE: a hard link is just as exclusive.
-                match rustix::fs::linkat(dir.fd(), tmp.as_os_str(), dir.fd(), name, AtFlags::empty()) {
-                    Ok(()) => Ok(Created::Created),
-                    Err(rustix::io::Errno::EXIST) => Ok(Created::Existed),
-                    Err(e) => Err(SysError::new("create", dir.child(name), e)),
-                }
-            }
-            Err(e) => Err(SysError::new("create", dir.child(name), e)),
-        };
-    // After a successful rename the temporary no longer exists; otherwise it must go.
-    let _ = rustix::fs::unlinkat(dir.fd(), tmp.as_os_str(), AtFlags::empty());
-    if matches!(published, Ok(Created::Created)) {
-        sync_dir(dir);
-    }
-    published
+    let mut new = NewFile::create(dir, name, mode, owner)?;
+    new.write_synced(content)?;
+    new.publish_new(name)
 }
 
 /// Reads the regular file `dir/name` for a later [`rewrite`]. `Entry::Symlink` for a symlink, `Missing`
@@ -161,13 +315,9 @@ pub fn rewrite(dir: &Dir, report: &Report, name: &OsStr, original: &Meta, conten
     } else {
         None
     };
-    let tmp = write_temp(dir, name, content, original.perm, owner)?;
-    if let Err(e) = rustix::fs::renameat(dir.fd(), tmp.as_os_str(), dir.fd(), name) {
-        let _ = rustix::fs::unlinkat(dir.fd(), tmp.as_os_str(), AtFlags::empty());
-        return Err(SysError::new("rename", dir.child(name), e));
-    }
-    sync_dir(dir);
-    Ok(())
+    let mut new = NewFile::create(dir, name, original.perm, owner)?;
+    new.write_synced(content)?;
+    new.publish_over(name)
 }
 
 /// Writes `dir/name` whether or not it exists, atomically (temporary + rename), with `mode` and owner.
@@ -185,13 +335,9 @@ pub fn replace(
         report.would("write", &dir.child(name), format_args!("mode {mode:04o}"));
         return Ok(());
     }
-    let tmp = write_temp(dir, name, content, mode, owner)?;
-    if let Err(e) = rustix::fs::renameat(dir.fd(), tmp.as_os_str(), dir.fd(), name) {
-        let _ = rustix::fs::unlinkat(dir.fd(), tmp.as_os_str(), AtFlags::empty());
-        return Err(SysError::new("rename", dir.child(name), e));
-    }
-    sync_dir(dir);
-    Ok(())
+    let mut new = NewFile::create(dir, name, mode, owner)?;
+    new.write_synced(content)?;
+    new.publish_over(name)
 }
 
 #[cfg(test)]
@@ -205,6 +351,33 @@ mod tests {
             .unwrap()
             .found()
             .unwrap()
+    }
+
+    #[test]
+    fn temporary_names_are_unpredictable() {
+        let a = temp_name(OsStr::new(".env")).unwrap();
+        let b = temp_name(OsStr::new(".env")).unwrap();
+        assert_ne!(a, b);
+        let suffix = a.as_bytes().strip_prefix(b"..env.tmp.").expect("prefix");
+        assert_eq!(suffix.len(), 16);
+        assert!(suffix.iter().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn replace_leaves_no_temporary_and_keeps_the_new_owner_and_mode() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("v"), b"old").unwrap();
+        let d = anchor(&t);
+        let r = Report::stage2(false);
+        replace(&d, &r, OsStr::new("v"), b"new", 0o640, None).unwrap();
+        assert_eq!(std::fs::read(t.path().join("v")).unwrap(), b"new");
+        let md = std::fs::metadata(t.path().join("v")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "no temporary left behind"
+        );
     }
 
     #[test]

@@ -14,12 +14,12 @@ use std::time::Duration;
 use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::accounts::{lookup, Account};
-use crate::atomic::{create_exclusive, Created};
+use crate::atomic::{create_exclusive, Created, NewFile};
 use crate::error::SysError;
 use crate::gateway_state::{
     display_prior, is_running, read_prior_exit, read_prior_state, PriorExit, PriorState, STATE_FILE,
 };
-use crate::guarded::{euid, gid, uid, Dir, Entry};
+use crate::guarded::{euid, Dir, Entry};
 use crate::profiles::{
     is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
     truthy_t2, unregister_requested, validate_profile_name, DEFAULT_PROFILE, UNREGISTER_MARKER,
@@ -627,6 +627,22 @@ pub fn boot_log_lines(actions: &[Action], timestamp: &str) -> String {
     out
 }
 
+/// Creates the empty log `dir/name` (0644, the runtime user's) unless something of that name exists.
+fn create_log(dir: &Dir, report: &Report, name: &str, account: &Account) -> Result<(), SysError> {
+    let owner = owner_for(account);
+    let attempt = NewFile::create(dir, OsStr::new(name), 0o644, owner)
+        .and_then(|mut f| f.publish_new(OsStr::new(name)));
+    match attempt {
+        Ok(_) => Ok(()),
+        // A log root could not give away is still written (SPEC §0).
+        Err(e) if e.op == "chown" && note_chown_refusal(report, &e, &account.name) => {
+            NewFile::create(dir, OsStr::new(name), 0o644, None)?.publish_new(OsStr::new(name))?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens `name` in `dir` for appending without following a symlink, creating it 0644 with `owner`.
 /// `Ok(None)` after a symlink was refused.
 fn open_log(
@@ -642,36 +658,22 @@ fn open_log(
         | OFlags::CLOEXEC
         | OFlags::NONBLOCK
         | OFlags::NOCTTY;
-    let fd = match rustix::fs::openat(dir.fd(), name, base, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => {
-            // Created with its final mode (the log is not secret), so a kill before the fchmod below
-            // cannot leave it 0600 for good.
-            let fd = rustix::fs::openat(
-                dir.fd(),
-                name,
-                base | OFlags::CREATE | OFlags::EXCL,
-                Mode::from_raw_mode(0o644),
-            )
-            .map_err(|e| SysError::new("create", &path, e))?;
-            if let Some((u, g)) = owner_for(account) {
-                if let Err(e) = rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g))) {
-                    // A log root could not give away is still written (SPEC §0).
-                    let e = SysError::new("chown", &path, e);
-                    if !note_chown_refusal(report, &e, &account.name) {
-                        return Err(e);
-                    }
-                }
+    let mut created = false;
+    let fd = loop {
+        match rustix::fs::openat(dir.fd(), name, base, Mode::empty()) {
+            Ok(fd) => break fd,
+            Err(rustix::io::Errno::NOENT) if !created => {
+                // Made whole (owner, then mode) before it gets its name, so a kill at any instant leaves
+                // no log, or the right one: a root-owned log would stay root's on every later boot.
+                created = true;
+                create_log(dir, report, name, account)?;
             }
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
-                .map_err(|e| SysError::new("chmod", &path, e))?;
-            fd
+            Err(rustix::io::Errno::LOOP) => {
+                report.warn_refusing("write", &path);
+                return Ok(None);
+            }
+            Err(e) => return Err(SysError::new("open", &path, e)),
         }
-        Err(rustix::io::Errno::LOOP) => {
-            report.warn_refusing("write", &path);
-            return Ok(None);
-        }
-        Err(e) => return Err(SysError::new("open", &path, e)),
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", &path, e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {

@@ -263,3 +263,137 @@ fn killed_stage2_setup_recovers_to_a_clean_boot() {
 fn killed_reconcile_profiles_recovers_to_a_clean_boot() {
     crash_rounds("reconcile", RECONCILE);
 }
+
+/// The calls that change the filesystem, at each of which a kill is injected in turn.
+const MUTATING_CALLS: &str =
+    "fchown,fchownat,fchmod,fchmodat,linkat,renameat,renameat2,mkdirat,mknodat,unlinkat,symlinkat,write,fsync";
+
+/// `prog` under strace, with `extra` strace options.
+fn traced(r: &TempRoot, prog: &Path, extra: &[String]) -> Command {
+    let inner = command(r, prog);
+    let mut c = Command::new("strace");
+    c.env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.args(["-f", "-qq"]).args(extra).arg("--").arg(prog);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// How often each mutating call is made by one process of a normal run, at most: a kill is then
+/// injected at every one of them.
+fn mutating_call_counts(prog: &Path) -> BTreeMap<String, usize> {
+    let r = fresh();
+    let log = r.path("/strace.log");
+    let out = run(&mut traced(
+        &r,
+        prog,
+        &[
+            "-o".into(),
+            log.display().to_string(),
+            "-e".into(),
+            format!("trace={MUTATING_CALLS}"),
+        ],
+    ));
+    assert_eq!(out.code, Some(0), "traced run failed: {}", out.stderr);
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let mut per: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.contains("resumed>")) {
+        let mut words = line.splitn(2, ' ');
+        let (Some(pid), Some(rest)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let call = rest.trim_start().split('(').next().unwrap_or("").to_string();
+        if MUTATING_CALLS.split(',').any(|c| c == call) {
+            *per.entry((call, pid.to_string())).or_default() += 1;
+        }
+    }
+    let mut most = BTreeMap::new();
+    for ((call, _), n) in per {
+        let e = most.entry(call).or_insert(0);
+        *e = (*e).max(n);
+    }
+    most
+}
+
+/// Deterministic crash injection: a SIGKILL delivered on entry to the n-th call of each kind that changes
+/// the filesystem, for every n a normal run reaches, then a normal boot. Every state between two changes
+/// is thereby a crash point once; random kills reach each only by chance.
+fn kill_at_every_change(first: &str) {
+    let stage2 = program(STAGE2);
+    let reconcile = program(RECONCILE);
+    let prog = if first == STAGE2 { &stage2 } else { &reconcile };
+    let reference = fresh();
+    if first == RECONCILE {
+        clean_run(&reference, &stage2);
+    }
+    clean_run(&reference, if first == STAGE2 { &stage2 } else { &reconcile });
+    if first == STAGE2 {
+        clean_run(&reference, &reconcile);
+    } else {
+        clean_run(&reference, &stage2);
+        clean_run(&reference, &reconcile);
+    }
+    let want = end_state(&reference);
+    let counts = mutating_call_counts(prog);
+    assert!(
+        counts.values().sum::<usize>() > 10,
+        "a normal run of {first} makes almost no changes: {counts:?}"
+    );
+    let mut failures = Vec::new();
+    let mut killed = 0;
+    for (call, n) in &counts {
+        for when in 1..=*n {
+            let r = fresh();
+            if first == RECONCILE {
+                clean_run(&r, &stage2);
+            }
+            let out = run(&mut traced(
+                &r,
+                prog,
+                &[
+                    "-o".into(),
+                    "/dev/null".into(),
+                    "-e".into(),
+                    format!("trace={call}"),
+                    "-e".into(),
+                    format!("inject={call}:signal=KILL:when={when}"),
+                ],
+            ));
+            if out.code != Some(0) {
+                killed += 1;
+            }
+            let at = format!("{first} killed at {call} #{when}");
+            failures.extend(check_invariants(&r, &at));
+            clean_run(&r, &stage2);
+            clean_run(&r, &reconcile);
+            let d = diff(&want, &end_state(&r));
+            if !d.is_empty() {
+                failures.push(format!(
+                    "{at}: end state differs from a clean boot:\n  {}",
+                    d.join("\n  ")
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "{first}: {} crash points ({killed} killed) over {counts:?}, {} failures",
+        counts.values().sum::<usize>(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(killed > 0, "no injected kill took effect");
+}
+
+#[test]
+fn stage2_setup_killed_at_every_change_recovers_to_a_clean_boot() {
+    kill_at_every_change(STAGE2);
+}
+
+#[test]
+fn reconcile_profiles_killed_at_every_change_recovers_to_a_clean_boot() {
+    kill_at_every_change(RECONCILE);
+}
