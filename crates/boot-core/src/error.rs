@@ -18,6 +18,8 @@ pub struct SysError {
     /// The in-container path (never prefixed with the `--root` directory).
     pub path: PathBuf,
     pub errno: Errno,
+    /// Why root refused, where no errno says it (an unsafe path); shown instead of the errno.
+    pub refusal: Option<String>,
 }
 
 impl SysError {
@@ -26,6 +28,15 @@ impl SysError {
             op: op.into(),
             path: path.as_ref().to_path_buf(),
             errno: errno.into().0,
+            refusal: None,
+        }
+    }
+
+    /// Root refused `op` on `path` for `reason` (EPERM underneath, for callers that test errnos).
+    pub fn refused(op: impl Into<String>, path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        SysError {
+            refusal: Some(reason.into()),
+            ..SysError::new(op, path, Errno::EPERM)
         }
     }
 
@@ -42,13 +53,16 @@ pub fn errno_text(e: Errno) -> String {
 
 impl fmt::Display for SysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.op,
-            display_path(&self.path),
-            errno_text(self.errno)
-        )
+        match &self.refusal {
+            Some(why) => write!(f, "{} {}: {}", self.op, display_path(&self.path), why),
+            None => write!(
+                f,
+                "{} {}: {}",
+                self.op,
+                display_path(&self.path),
+                errno_text(self.errno)
+            ),
+        }
     }
 }
 

@@ -141,31 +141,10 @@ impl Dir {
         }
     }
 
-    /// Opens an anchor: its ancestors are image paths and are resolved normally, the last component is
-    /// opened with `O_DIRECTORY|O_NOFOLLOW`.
+    /// Opens an anchor, an absolute path root starts from: resolved from `/` under the unsafe-transition
+    /// rule of [`crate::anchor`], the last component opened with `O_DIRECTORY|O_NOFOLLOW`.
     pub fn open_anchor(root: &RootPrefix, path: &Path) -> SysResult<Entry<Dir>> {
-        let Some(name) = path.file_name() else {
-            // `/` itself (or a prefix root): nothing to refuse.
-            let fd = rustix::fs::open(
-                root.path(path),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| SysError::new("open", path, e))?;
-            return Ok(Entry::Found(Dir::from_fd(fd, path)));
-        };
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        let pfd = match rustix::fs::open(
-            root.path(parent),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(Entry::Missing),
-            Err(e) => return Err(SysError::new("open", parent, e)),
-        };
-        let pdir = Dir::from_fd(pfd, parent);
-        pdir.subdir_plain(name)
+        crate::anchor::resolve(root, path, None).map(|(e, _)| e)
     }
 
     /// Opens `path` with no symlink anywhere: the root prefix (or `/`) is trusted, every component below it

@@ -62,7 +62,7 @@ fn planted_temporary_names_do_not_block_seeding() {
         out.stderr
     );
     assert!(
-        !out.stderr.contains("tmp."),
+        !format!("{}{}", out.stdout, out.stderr).contains("tmp."),
         "a planted temporary name got in the way:\n{}",
         out.stderr
     );
@@ -87,4 +87,57 @@ fn planted_temporary_names_do_not_block_seeding() {
         left, planted,
         "the planted entries are the runtime user's and stay"
     );
+}
+
+/// A directory in the volume made by `hermes`.
+fn user_dir(r: &TempRoot, p: &str) {
+    r.mkdir(p);
+    std::os::unix::fs::chown(r.path(p), Some(HERMES.0), Some(HERMES.1)).unwrap();
+}
+
+fn owner_mode(r: &TempRoot, p: &str) -> (u32, u32, u32) {
+    let m = std::fs::symlink_metadata(r.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+#[test]
+fn a_home_below_a_symlinked_ancestor_is_refused_and_nothing_is_made_through_it() {
+    let r = volume();
+    r.write("/run/service/dashboard/run", "#!/bin/sh\nexec true\n");
+    let before = owner_mode(&r, "/run/service");
+    // `hermes` swaps `profiles` for a symlink to the scan directory, hoping root makes H inside it.
+    std::os::unix::fs::symlink("/run/service", r.path("/opt/data/profiles")).unwrap();
+    std::os::unix::fs::lchown(r.path("/opt/data/profiles"), Some(HERMES.0), Some(HERMES.1)).unwrap();
+    let out = run(r.command(program(STAGE2)).env("HERMES_HOME", "/opt/data/profiles/coder"));
+    assert_ne!(out.code, Some(0), "stage2-setup went on:\n{}", out.stderr);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("/opt/data/profiles"))
+        .unwrap_or_else(|| panic!("no line names the symlink:\n{text}"));
+    assert!(line.contains("symlink"), "the line gives no reason: {line}");
+    assert!(!r.path("/run/service/coder").exists(), "root made H through the symlink");
+    assert_eq!(owner_mode(&r, "/run/service"), before, "the scan directory changed");
+}
+
+#[test]
+fn an_auth_home_below_a_root_directory_the_user_moved_in_is_not_handed_over() {
+    let r = volume();
+    // A root-only directory (with a secret) that `hermes` renamed into its tree as the auth home's parent.
+    r.write("/opt/data/creds/auth/auth.json", "{\"root\":\"secret\"}");
+    r.chmod("/opt/data/creds", 0o700);
+    r.chmod("/opt/data/creds/auth", 0o700);
+    r.chmod("/opt/data/creds/auth/auth.json", 0o600);
+    let out = run(r
+        .command(program(STAGE2))
+        .env("HERMES_AUTH_HOME", "/opt/data/creds/auth"));
+    for p in ["/opt/data/creds", "/opt/data/creds/auth", "/opt/data/creds/auth/auth.json"] {
+        assert_eq!(owner_mode(&r, p).0, 0, "{p} was handed over:\n{}", out.stderr);
+    }
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("/opt/data/creds"))
+        .unwrap_or_else(|| panic!("no line names the unsafe directory:\n{text}"));
+    assert!(line.contains("uid 10000"), "the line gives no reason: {line}");
 }

@@ -1,9 +1,8 @@
 //! `$HERMES_HOME` itself (S2-04) and the `mkdir -p` of image paths the later steps share.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use rustix::fs::{Mode, OFlags};
 
 use crate::error::{errno_text, SysError, SysResult};
 use crate::guarded::{Dir, Entry};
@@ -36,8 +35,18 @@ pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<
         fatal(Errno::EINVAL);
         return Err(());
     }
+    let refused = |e: &SysError| {
+        report.error(format_args!(
+            "refusing HERMES_HOME {}: {e} — stopping",
+            display_path(&home)
+        ));
+    };
     let planned = match make_image_dirs(root, report, &home) {
         Ok(planned) => planned,
+        Err(e) if e.refusal.is_some() => {
+            refused(&e);
+            return Err(());
+        }
         Err(e) => {
             fatal(e.errno);
             return Err(());
@@ -73,6 +82,10 @@ pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<
             fatal(Errno::ENOTDIR);
             Err(())
         }
+        Err(e) if e.refusal.is_some() => {
+            refused(&e);
+            Err(())
+        }
         Err(e) => {
             fatal(e.errno);
             Err(())
@@ -85,44 +98,13 @@ fn is_read_only(dir: &Dir) -> bool {
     rustix::fs::fstatvfs(dir.fd()).is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
-/// `mkdir -p` of an image path as the current user: every missing component becomes a directory with
-/// mode 0755 (set explicitly, independent of the umask). Existing components are resolved normally —
-/// these are image paths, not the user's tree — except that an existing last component is never
-/// followed or changed (the caller opens it with `O_NOFOLLOW`). Returns `true` when, in a dry run,
-/// something would have been created.
+/// `mkdir -p` of an anchor as the current user: resolved like [`Dir::open_anchor`], every missing
+/// component made a directory with mode 0755. An existing last component is never followed or changed
+/// (the caller opens it with `O_NOFOLLOW`). Returns `true` when, in a dry run, something would have been
+/// created.
 pub fn make_image_dirs(root: &RootPrefix, report: &Report, path: &Path) -> SysResult<bool> {
-    let mut cur = PathBuf::from("/");
-    for comp in path.components() {
-        match comp {
-            Component::RootDir | Component::CurDir => continue,
-            Component::Normal(n) => cur.push(n),
-            _ => return Err(SysError::new("mkdir", path, Errno::EINVAL)),
-        }
-        let host = root.path(&cur);
-        match std::fs::symlink_metadata(&host) {
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(SysError::new("stat", &cur, e)),
-        }
-        if report.dry_run() {
-            report.would("create directory", &cur, "mode 0755");
-            return Ok(true);
-        }
-        match rustix::fs::mkdir(&host, Mode::from_raw_mode(0o755)) {
-            Ok(()) => {
-                // The umask may have narrowed the mode; fix it on the new directory itself.
-                let fd = rustix::fs::open(
-                    &host,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| SysError::new("open", &cur, e))?;
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
-                    .map_err(|e| SysError::new("chmod", &cur, e))?;
-            }
-            Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(SysError::new("mkdir", &cur, e)),
-        }
+    match crate::anchor::resolve(root, path, Some(report))? {
+        (Entry::Missing, _) => Ok(true),
+        _ => Ok(false),
     }
-    Ok(false)
 }

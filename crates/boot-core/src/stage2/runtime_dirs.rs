@@ -39,7 +39,7 @@ pub fn real_home(ctx: &Ctx) {
     user_dir(ctx, &path, 0o755, false);
 }
 
-/// Resolves `path` from `/` with no symlink in any component, creates what is missing (parents root
+/// Resolves `path` from `/` like every anchor ([`crate::anchor`]), creates what is missing (parents root
 /// 0755, the directory itself `mode`), refuses to adopt a directory owned by someone other than root or
 /// u, then gives it to u:g (and `mode` when `force_mode`).
 fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
@@ -47,13 +47,7 @@ fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
     let (Some(name), Some(parent)) = (path.file_name(), path.parent()) else {
         return;
     };
-    let top = match Dir::open_anchor(ctx.root, Path::new("/")) {
-        Ok(Entry::Found(d)) => d,
-        Ok(_) => return,
-        Err(e) => return report.warn_err(&e),
-    };
-    let rel = parent.strip_prefix("/").unwrap_or(parent);
-    let pdir = match top.make_path(report, rel, 0o755, None) {
+    let pdir = match crate::anchor::resolve(ctx.root, parent, Some(report)) {
         Ok((Entry::Found(d), _)) => d,
         Ok((Entry::Symlink, at)) => return report.warn_refusing("create", &at),
         Ok((Entry::Missing, _)) => {
