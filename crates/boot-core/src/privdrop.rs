@@ -162,19 +162,32 @@ pub fn command_as_user(root: &RootPrefix, account: &Account, program: &Path, arg
     cmd
 }
 
-/// Runs `f` with this thread's filesystem uid and gid set to `uid`/`gid` (when root), so files and
-/// directories it creates belong to that user and permission checks are that user's — which is what a
-/// root-squashed NFS volume accepts. Restores root's filesystem identity afterwards.
-pub fn with_fs_identity<T>(uid: u32, gid: u32, f: impl FnOnce() -> T) -> T {
-    if !nix::unistd::geteuid().is_root() {
-        return f();
+/// Runs `f` with the runtime user's full credentials — uid, gid and the user's own supplementary groups
+/// (MW-11's set), never root's — so what it creates is the user's and every permission check is the
+/// user's, as on a root-squashed NFS volume. When root, `f` runs on a thread of its own whose credentials
+/// alone change (the raw per-thread syscalls, not libc's process-wide ones); the thread ends with `f`, so
+/// nothing has to be restored. Not root: `f` runs here, as the current user.
+pub fn as_runtime_user<T: Send>(account: &Account, f: impl FnOnce() -> T + Send) -> Result<T, SysError> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(f());
     }
-    let old_g = nix::unistd::setfsgid(Gid::from_raw(gid));
-    let old_u = nix::unistd::setfsuid(Uid::from_raw(uid));
-    let out = f();
-    nix::unistd::setfsuid(old_u);
-    nix::unistd::setfsgid(old_g);
-    out
+    let creds = Credentials::of(account);
+    let who = Path::new(&account.name);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let groups: Vec<rustix::process::Gid> =
+                creds.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+            let g = rustix::process::Gid::from_raw(creds.gid);
+            let u = rustix::process::Uid::from_raw(creds.uid);
+            rustix::thread::set_thread_groups(&groups)
+                .and_then(|()| rustix::thread::set_thread_res_gid(g, g, g))
+                .and_then(|()| rustix::thread::set_thread_res_uid(u, u, u))
+                .map_err(|e| SysError::new("take the credentials of", who, e))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 #[cfg(test)]
@@ -267,19 +280,46 @@ mod tests {
     }
 
     #[test]
-    fn fs_identity_creates_files_as_the_user() {
+    fn runtime_user_credentials_create_as_the_user_with_only_its_own_groups() {
         assert!(
             is_root(),
             "this test needs root; run the suite as root, as CI does"
         );
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let t = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        let p = t.path().join("made");
-        with_fs_identity(10000, 10000, || std::fs::create_dir(&p)).unwrap();
-        let m = std::fs::metadata(&p).unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Group 4242's directory: root (which holds 4242 here) may write it, the runtime user may not.
+        let staff = t.path().join("staff");
+        std::fs::create_dir(&staff).unwrap();
+        std::os::unix::fs::chown(&staff, Some(0), Some(4242)).unwrap();
+        std::fs::set_permissions(&staff, std::fs::Permissions::from_mode(0o2775)).unwrap();
+        let account = hermes();
+        let (made, refused) = std::thread::scope(|s| {
+            s.spawn(|| {
+                rustix::thread::set_thread_groups(&[
+                    rustix::process::Gid::from_raw(0),
+                    rustix::process::Gid::from_raw(4242),
+                ])
+                .unwrap();
+                let made = as_runtime_user(&account, || std::fs::create_dir(open.join("made"))).unwrap();
+                let refused = as_runtime_user(&account, || std::fs::create_dir(staff.join("x"))).unwrap();
+                (made, refused)
+            })
+            .join()
+            .unwrap()
+        });
+        made.unwrap();
+        let m = std::fs::metadata(open.join("made")).unwrap();
         assert_eq!((m.uid(), m.gid()), (10000, 10000));
-        // Root's identity is back afterwards.
+        assert_eq!(
+            refused.map_err(|e| e.raw_os_error()),
+            Err(Some(Errno::EACCES as i32)),
+            "root's supplementary group leaked into the runtime user's credentials"
+        );
+        // This thread is still root.
         let q = t.path().join("after");
         std::fs::create_dir(&q).unwrap();
         assert_eq!(std::fs::metadata(&q).unwrap().uid(), 0);

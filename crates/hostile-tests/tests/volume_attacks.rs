@@ -141,3 +141,34 @@ fn an_auth_home_below_a_root_directory_the_user_moved_in_is_not_handed_over() {
         .unwrap_or_else(|| panic!("no line names the unsafe directory:\n{text}"));
     assert!(line.contains("uid 10000"), "the line gives no reason: {line}");
 }
+
+#[test]
+fn entries_made_as_the_runtime_user_never_use_roots_groups() {
+    use std::os::unix::process::CommandExt;
+    let r = volume();
+    // H is `hermes`'s symlink to a group-4242 directory the runtime user may not write; root holds 4242.
+    r.mkdir("/srv/shared");
+    std::os::unix::fs::chown(r.path("/srv/shared"), Some(0), Some(4242)).unwrap();
+    r.chmod("/srv/shared", 0o2775);
+    std::fs::remove_dir(r.path("/opt/data")).unwrap();
+    std::os::unix::fs::symlink("/srv/shared", r.path("/opt/data")).unwrap();
+    let mut c = r.command(program(STAGE2));
+    // SAFETY: setgroups(2) only, between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(0), nix::unistd::Gid::from_raw(4242)])
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = run(&mut c);
+    let made: Vec<String> = std::fs::read_dir(r.path("/srv/shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        made.is_empty(),
+        "the boot made {made:?} where the runtime user may not write:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}

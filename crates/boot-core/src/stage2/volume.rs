@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::guarded::{Dir, Entry};
 use crate::ownership;
-use crate::privdrop::with_fs_identity;
+use crate::privdrop::as_runtime_user;
 use crate::report::display_path;
 
 use super::Ctx;
@@ -220,7 +220,6 @@ pub fn repair_top_level(ctx: &Ctx) {
 /// S2-13. Missing directories of the seeded tree, created as U with mode 0755. Anything already there,
 /// of any type, is left alone.
 pub fn seed_directory_tree(ctx: &Ctx) {
-    let (u, g) = ctx.owner();
     let home_dir;
     let home = match &ctx.home_dir {
         Some(h) => h,
@@ -229,19 +228,20 @@ pub fn seed_directory_tree(ctx: &Ctx) {
                 return;
             }
             // H is a symlink: the tree is created as U, who may follow it (it is U's own link), so open H
-            // with U's filesystem identity.
-            match with_fs_identity(u, g, || {
+            // with U's credentials.
+            match as_runtime_user(&ctx.account, || {
                 rustix::fs::open(
                     ctx.root.path(&ctx.home),
                     rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
                     rustix::fs::Mode::empty(),
                 )
             }) {
-                Ok(fd) => {
+                Ok(Ok(fd)) => {
                     home_dir = Dir::from_fd(fd, &ctx.home);
                     &home_dir
                 }
-                Err(_) => return,
+                Ok(Err(_)) => return,
+                Err(e) => return ctx.report.warn_err(&e),
             }
         }
     };
@@ -262,8 +262,9 @@ pub fn seed_directory_tree(ctx: &Ctx) {
                 .would("create directory", &parent.child(&name), "mode 0755");
             continue;
         }
-        if let Err(e) = with_fs_identity(u, g, || parent.mkdir(&name, 0o755, None)) {
-            ctx.report.warn_err(&e);
+        match as_runtime_user(&ctx.account, || parent.mkdir(&name, 0o755, None)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) | Err(e) => ctx.report.warn_err(&e),
         }
     }
 }
