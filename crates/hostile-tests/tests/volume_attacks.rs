@@ -151,7 +151,8 @@ fn entries_made_as_the_runtime_user_never_use_roots_groups() {
     std::os::unix::fs::chown(r.path("/srv/shared"), Some(0), Some(4242)).unwrap();
     r.chmod("/srv/shared", 0o2775);
     std::fs::remove_dir(r.path("/opt/data")).unwrap();
-    std::os::unix::fs::symlink("/srv/shared", r.path("/opt/data")).unwrap();
+    // Relative, so it stays inside the test root.
+    std::os::unix::fs::symlink("../srv/shared", r.path("/opt/data")).unwrap();
     let mut c = r.command(program(STAGE2));
     // SAFETY: setgroups(2) only, between fork and exec.
     unsafe {
