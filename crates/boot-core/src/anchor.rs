@@ -113,7 +113,9 @@ pub fn resolve(root: &RootPrefix, path: &Path, create: Option<&Report>) -> SysRe
                 if last {
                     return Ok((Entry::Symlink, at));
                 }
-                let link = cur.stat(&name)?.ok_or_else(|| SysError::new("resolve", &at, Errno::ENOENT))?;
+                let link = cur
+                    .stat(&name)?
+                    .ok_or_else(|| SysError::new("resolve", &at, Errno::ENOENT))?;
                 if trust != Trust::Root || link.uid != 0 {
                     return Err(SysError::refused(
                         "resolve",
@@ -196,7 +198,10 @@ mod tests {
         mkdir(&t, "opt/data/profiles/coder", 0o755, 10000);
         mkdir(&t, "opt/data", 0o755, 10000);
         mkdir(&t, "opt/data/profiles", 0o755, 10000);
-        assert_eq!(found(&r, "/opt/data/profiles/coder"), Path::new("/opt/data/profiles/coder"));
+        assert_eq!(
+            found(&r, "/opt/data/profiles/coder"),
+            Path::new("/opt/data/profiles/coder")
+        );
     }
 
     #[test]
@@ -207,7 +212,10 @@ mod tests {
         mkdir(&t, "opt/data/creds/auth", 0o700, 0);
         mkdir(&t, "opt/data/creds", 0o700, 0);
         let msg = refusal(&r, "/opt/data/creds/auth");
-        assert!(msg.contains("/opt/data/creds") && msg.contains("uid 10000"), "{msg}");
+        assert!(
+            msg.contains("/opt/data/creds") && msg.contains("uid 10000"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -219,7 +227,10 @@ mod tests {
         symlink("/run/service", t.path().join("opt/data/profiles")).unwrap();
         std::os::unix::fs::lchown(t.path().join("opt/data/profiles"), Some(10000), Some(10000)).unwrap();
         let msg = refusal(&r, "/opt/data/profiles/coder");
-        assert!(msg.contains("/opt/data/profiles") && msg.contains("symlink"), "{msg}");
+        assert!(
+            msg.contains("/opt/data/profiles") && msg.contains("symlink"),
+            "{msg}"
+        );
         // The image's own symlinks (`/var/run` → `/run`) are root's, in root's directories.
         mkdir(&t, "var", 0o755, 0);
         symlink("../run", t.path().join("var/run")).unwrap();
@@ -249,7 +260,10 @@ mod tests {
         mkdir(&t, "opt/data/old", 0o700, 20000);
         assert_eq!(found(&r, "/opt/data/old"), Path::new("/opt/data/old"));
         symlink("/etc", t.path().join("opt/data/l")).unwrap();
-        assert!(matches!(resolve(&r, Path::new("/opt/data/l"), None), Ok((Entry::Symlink, _))));
+        assert!(matches!(
+            resolve(&r, Path::new("/opt/data/l"), None),
+            Ok((Entry::Symlink, _))
+        ));
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub mod root;
 
 pub mod account_db;
 pub mod accounts;
-pub mod atomic;
 pub mod anchor;
+pub mod atomic;
 pub mod guarded;
 pub mod ownership;
 pub mod privdrop;

@@ -175,8 +175,11 @@ pub fn as_runtime_user<T: Send>(account: &Account, f: impl FnOnce() -> T + Send)
     let who = Path::new(&account.name);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let groups: Vec<rustix::process::Gid> =
-                creds.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+            let groups: Vec<rustix::process::Gid> = creds
+                .groups
+                .iter()
+                .map(|g| rustix::process::Gid::from_raw(*g))
+                .collect();
             let g = rustix::process::Gid::from_raw(creds.gid);
             let u = rustix::process::Uid::from_raw(creds.uid);
             rustix::thread::set_thread_groups(&groups)

@@ -28,8 +28,8 @@ use crate::report::{display_path, Report};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
-    chown_refused, install_slot, is_leftover_name, note_chown_refusal, old_name, slot_name, Publish,
-    SlotError, SlotOwnership, SlotSpec,
+    chown_refused, current_slots, install_slot, is_leftover_name, note_chown_refusal, old_name, slot_name,
+    Publish, SlotError, SlotOwnership, SlotSpec,
 };
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
@@ -40,6 +40,13 @@ pub const ENV_MULTIPLEX: &str = "GATEWAY_MULTIPLEX_PROFILES";
 pub const ENV_NO_SUPERVISE: &str = "HERMES_GATEWAY_NO_SUPERVISE";
 /// `HERMES_GATEWAY_SLOTS`: `user-owned` restores RP-01/RP-11 ownership (B15); anything else is root-owned.
 pub const ENV_SLOTS: &str = "HERMES_GATEWAY_SLOTS";
+/// `HERMES_GATEWAY_LIMIT`: the most gateway slots (the root profile's included) the container keeps. Every
+/// slot costs root about 48 KiB of `/run` and two supervisors, and the runtime user makes a profile with
+/// one `mkdir`; the cap keeps that from becoming root's problem.
+pub const ENV_SLOT_LIMIT: &str = "HERMES_GATEWAY_LIMIT";
+/// The cap when `HERMES_GATEWAY_LIMIT` is unset.
+pub const DEFAULT_SLOT_LIMIT: usize = 64;
+const MAX_SLOT_LIMIT: usize = 10_000;
 /// Serialises everything that changes slots (boot, the registrar, root's register/unregister): a slot is
 /// built under a fixed staging name, so two builders must never overlap. s6-svscan ignores dot-names.
 pub const LOCK_NAME: &str = ".profile-registrar.lock";
@@ -77,6 +84,10 @@ pub struct Places {
     pub scandir: PathBuf,
     pub home: PathBuf,
     pub slot_mode: SlotMode,
+    /// The most gateway slots ([`ENV_SLOT_LIMIT`]).
+    pub slot_limit: usize,
+    /// Why `HERMES_GATEWAY_LIMIT` was not used, for one warning by the long-running programs.
+    pub slot_limit_error: Option<String>,
 }
 
 impl Places {
@@ -87,11 +98,51 @@ impl Places {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(default))
         };
+        let (slot_limit, slot_limit_error) =
+            match parse_slot_limit(std::env::var_os(ENV_SLOT_LIMIT).as_deref()) {
+                Ok(n) => (n, None),
+                Err(why) => (DEFAULT_SLOT_LIMIT, Some(why)),
+            };
         Places {
             scandir: pick(ENV_SCANDIR, DEFAULT_SCANDIR),
             home: pick(ENV_HOME, DEFAULT_HOME),
             slot_mode: SlotMode::from_value(std::env::var_os(ENV_SLOTS).as_deref()),
+            slot_limit,
+            slot_limit_error,
         }
+    }
+
+    /// Warns once that `HERMES_GATEWAY_LIMIT` was not usable.
+    pub fn warn_about_limit(&self, report: &Report) {
+        if let Some(why) = &self.slot_limit_error {
+            report.warn(format_args!("{why}; using {DEFAULT_SLOT_LIMIT} — continuing"));
+        }
+    }
+
+    /// The refusal for `profile` when `count` slots exist and it has none: one line naming the cap.
+    pub fn over_limit(&self, profile: &str, count: usize) -> Option<String> {
+        (count >= self.slot_limit).then(|| {
+            format!(
+                "no gateway slot for profile {profile}: the container has {count} of at most {} \
+                 ({ENV_SLOT_LIMIT}; raise it to run more profile gateways)",
+                self.slot_limit
+            )
+        })
+    }
+}
+
+/// `HERMES_GATEWAY_LIMIT`: unset or empty is the default; otherwise a whole number from 1 to 10000.
+pub fn parse_slot_limit(v: Option<&OsStr>) -> Result<usize, String> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_SLOT_LIMIT);
+    };
+    let text = v.to_str().map(str::trim).unwrap_or("");
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_SLOT_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{ENV_SLOT_LIMIT}={} is not a number from 1 to {MAX_SLOT_LIMIT}",
+            crate::report::display_bytes(v.as_bytes())
+        )),
     }
 }
 
@@ -323,10 +374,15 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
         actions.push(default);
     }
 
-    // RP-09: named profiles.
+    // RP-09: named profiles, in name order, up to the slot cap.
+    places.warn_about_limit(report);
     if let Some(h) = &home {
         for p in list_profiles(h, report) {
             if unregistered(&p.dir, report, &p.name) {
+                continue;
+            }
+            if let Some(why) = places.over_limit(&p.name, actions.len()) {
+                report.warn(format_args!("{why} — continuing"));
                 continue;
             }
             let prior = read_prior_state(&p.dir, report);
@@ -892,6 +948,19 @@ pub fn run_register(
         Err(e) => report.warn_err(&e),
     }
     let slot = scandir.child(slot_name(&profile));
+    match current_slots(&scandir) {
+        Ok(slots) if !slots.contains(&profile) => {
+            if let Some(why) = places.over_limit(&profile, slots.len()) {
+                error_line(why);
+                return 1;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    }
     let already = || {
         error_line(format_args!(
             "profile gateway '{profile}' already registered at {}",

@@ -14,7 +14,7 @@
 //! marker in the profile directory (which the runtime user owns; root only tests for the entry's
 //! existence, without following symlinks) and wait for the registrar to act.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -27,8 +27,8 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use crate::accounts::{lookup, Account};
 use crate::guarded::{euid, Dir, Entry};
 use crate::profiles::{
-    is_dashboard_container, read_container_argv, scan_profiles, unregister_requested, validate_profile_name,
-    Scanned, DEFAULT_PROFILE, UNREGISTER_MARKER,
+    is_dashboard_container, read_container_argv, scan_profiles, unregister_requested, Scanned,
+    DEFAULT_PROFILE, UNREGISTER_MARKER,
 };
 use crate::reconcile::{
     host, lock_scandir, open_profile_dir, open_scandir, ownership_for, rescan, retire_slots, Places,
@@ -38,7 +38,7 @@ use crate::report::{display_path, Report};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
-    install_slot, is_leftover_name, slot_name, Publish, SlotError, SlotOwnership, SlotSpec,
+    current_slots, install_slot, is_leftover_name, slot_name, Publish, SlotError, SlotOwnership, SlotSpec,
 };
 
 /// Full rescan period (bind mounts from some hosts deliver no inotify events).
@@ -54,6 +54,8 @@ pub const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_POLL: Duration = Duration::from_millis(20);
 
 const SOUL: &[u8] = b"SOUL.md";
+/// Directories of `H/profiles` watched beyond the slot cap while they are not profiles yet.
+const CANDIDATE_WATCHES: usize = 16;
 
 fn error_line(msg: impl std::fmt::Display) {
     use std::io::Write;
@@ -84,9 +86,16 @@ impl Watched {
 
 /// inotify watches, added through `/proc/self/fd/<n>` so the watch is on the very directory the scan
 /// opened without following symlinks.
+///
+/// `H`, `H/profiles`, the directories of profiles that have a slot, and the first directories of
+/// `H/profiles` up to the slot cap plus [`CANDIDATE_WATCHES`] are watched — never one per `mkdir` of the
+/// runtime user, since root's watch budget is shared with the host. A directory beyond that becomes a
+/// profile at the nudge of `register`, the event of the next `mkdir`, or the periodic rescan.
 struct Watcher {
     fd: OwnedFd,
     kinds: HashMap<i32, Watched>,
+    /// The watches added or renewed during the current pass; the others are removed at its end.
+    renewed: HashSet<i32>,
 }
 
 impl Watcher {
@@ -94,7 +103,23 @@ impl Watcher {
         Ok(Watcher {
             fd: inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?,
             kinds: HashMap::new(),
+            renewed: HashSet::new(),
         })
+    }
+
+    /// Removes the watches no longer wanted: those not renewed since the last call.
+    fn prune(&mut self) {
+        let renewed = std::mem::take(&mut self.renewed);
+        let stale: Vec<i32> = self
+            .kinds
+            .keys()
+            .filter(|wd| !renewed.contains(wd))
+            .copied()
+            .collect();
+        for wd in stale {
+            let _ = inotify::remove_watch(&self.fd, wd);
+            self.kinds.remove(&wd);
+        }
     }
 
     fn watch(&mut self, dir: &Dir, kind: Watched) -> rustix::io::Result<()> {
@@ -108,6 +133,7 @@ impl Watcher {
         let path = format!("/proc/self/fd/{}", dir.fd().as_raw_fd());
         let wd = inotify::add_watch(&self.fd, path, flags)?;
         self.kinds.insert(wd, kind);
+        self.renewed.insert(wd);
         Ok(())
     }
 
@@ -211,8 +237,33 @@ impl Registrar<'_> {
             }
         };
 
+        let extra: Vec<String> = current
+            .iter()
+            .filter(|p| {
+                !desired.profiles.contains_key(*p) && (desired.default_known || *p != DEFAULT_PROFILE)
+            })
+            .cloned()
+            .collect();
+        let mut slotted: BTreeSet<String> = current.iter().filter(|p| !extra.contains(p)).cloned().collect();
+        if !extra.is_empty() {
+            for (p, result) in retire_slots(self.root, report, &scandir, &self.places.scandir, &extra) {
+                match result {
+                    Ok(()) => report.info(format_args!("unregistered gateway-{p}")),
+                    Err(e) => {
+                        slotted.insert(p.clone());
+                        self.once.warn(&previous, e.to_string(), || report.warn_err(&e))
+                    }
+                }
+            }
+        }
         let mut published = false;
-        for p in desired.profiles.iter().filter(|p| !current.contains(*p)) {
+        for p in desired.profiles.keys().filter(|p| !current.contains(*p)) {
+            if let Some(why) = self.places.over_limit(p, slotted.len()) {
+                self.once.warn(&previous, format!("limit {p}"), || {
+                    report.warn(format_args!("{why} — continuing"))
+                });
+                continue;
+            }
             let spec = SlotSpec {
                 profile: p,
                 start: false,
@@ -222,25 +273,16 @@ impl Registrar<'_> {
             match install_slot(&scandir, report, &spec, Publish::NoReplace) {
                 Ok(_) => {
                     published = true;
+                    slotted.insert(p.clone());
                     report.info(format_args!("registered gateway-{p} (down)"));
                 }
-                Err(SlotError::Exists) => {}
+                Err(SlotError::Exists) => {
+                    slotted.insert(p.clone());
+                }
                 Err(SlotError::Sys(e)) => self.once.warn(&previous, e.to_string(), || report.warn_err(&e)),
             }
         }
-        let extra: Vec<String> = current
-            .iter()
-            .filter(|p| !desired.profiles.contains(*p) && (desired.default_known || *p != DEFAULT_PROFILE))
-            .cloned()
-            .collect();
-        if !extra.is_empty() {
-            for (p, result) in retire_slots(self.root, report, &scandir, &self.places.scandir, &extra) {
-                match result {
-                    Ok(()) => report.info(format_args!("unregistered gateway-{p}")),
-                    Err(e) => self.once.warn(&previous, e.to_string(), || report.warn_err(&e)),
-                }
-            }
-        }
+        self.watch_slotted(&desired, &slotted, &previous);
         if published || rescan_anyway {
             let r = rescan(self.root, &self.places.scandir);
             if !r.success() {
@@ -277,13 +319,13 @@ impl Registrar<'_> {
             }
         };
         let mut out = Desired {
-            profiles: BTreeSet::new(),
+            profiles: BTreeMap::new(),
             default_known: true,
         };
         self.watch(&home, Watched::Home);
         match unregister_requested(&home) {
             Ok(false) => {
-                out.profiles.insert(DEFAULT_PROFILE.to_string());
+                out.profiles.insert(DEFAULT_PROFILE.to_string(), None);
             }
             Ok(true) => {}
             Err(e) => {
@@ -294,13 +336,19 @@ impl Registrar<'_> {
         let profiles_path = home.child("profiles");
         let mut watcher = self.watcher.take();
         let mut watch_failed = None;
+        // Directories that may become profiles (their `SOUL.md` is awaited) are watched up to a budget;
+        // profiles with a slot are watched whatever their number (`watch_slotted`).
+        let mut budget = self.places.slot_limit + CANDIDATE_WATCHES;
         let scanned = scan_profiles(&home, |d| {
+            let kind = if d.path() == profiles_path {
+                Watched::Profiles
+            } else if budget > 0 {
+                budget -= 1;
+                Watched::Profile
+            } else {
+                return;
+            };
             if let Some(w) = watcher.as_mut() {
-                let kind = if d.path() == profiles_path {
-                    Watched::Profiles
-                } else {
-                    Watched::Profile
-                };
                 if let Err(e) = w.watch(d, kind) {
                     watch_failed.get_or_insert(crate::error::SysError::new("inotify_add_watch", d.path(), e));
                 }
@@ -308,18 +356,13 @@ impl Registrar<'_> {
         });
         self.watcher = watcher;
         if let Some(e) = watch_failed {
-            self.once.warn(previous, "inotify_add_watch".to_string(), || {
-                report.warn(format_args!(
-                    "{e}; new profiles may take up to {} s to get a slot — continuing",
-                    RESCAN_INTERVAL.as_secs()
-                ))
-            });
+            self.warn_watch_failed(previous, &e);
         }
         for s in scanned {
             match s {
                 Scanned::Profile(p) => match unregister_requested(&p.dir) {
                     Ok(false) => {
-                        out.profiles.insert(p.name);
+                        out.profiles.insert(p.name, Some(p.dir));
                     }
                     Ok(true) => {}
                     Err(e) => self.once.warn(previous, e.to_string(), || report.warn_err(&e)),
@@ -334,32 +377,50 @@ impl Registrar<'_> {
 
     fn watch(&mut self, dir: &Dir, kind: Watched) {
         if let Some(w) = self.watcher.as_mut() {
-            // A failure is reported by the scan of the profiles, which watches many more directories.
+            // A failure is reported by the watches of `profiles` and of the profiles.
             let _ = w.watch(dir, kind);
         }
+    }
+
+    /// Watches the directories of the profiles that have a slot (their `unregister` marker and `SOUL.md`
+    /// matter) and drops every other watch: at most the slot cap plus two.
+    fn watch_slotted(&mut self, desired: &Desired, slotted: &BTreeSet<String>, previous: &HashSet<String>) {
+        let Some(mut w) = self.watcher.take() else {
+            return;
+        };
+        let mut failed = None;
+        for (p, dir) in &desired.profiles {
+            if let (true, Some(dir)) = (slotted.contains(p), dir) {
+                if let Err(e) = w.watch(dir, Watched::Profile) {
+                    failed.get_or_insert(crate::error::SysError::new("inotify_add_watch", dir.path(), e));
+                }
+            }
+        }
+        w.prune();
+        self.watcher = Some(w);
+        if let Some(e) = failed {
+            self.warn_watch_failed(previous, &e);
+        }
+    }
+
+    fn warn_watch_failed(&mut self, previous: &HashSet<String>, e: &crate::error::SysError) {
+        let report = self.report;
+        self.once.warn(previous, "inotify_add_watch".to_string(), || {
+            report.warn(format_args!(
+                "{e}; profile changes may take up to {} s to be seen — continuing",
+                RESCAN_INTERVAL.as_secs()
+            ))
+        });
     }
 }
 
 struct Desired {
-    profiles: BTreeSet<String>,
+    /// Each wanted profile with its directory (`None` for the root profile, whose directory is `H`).
+    profiles: BTreeMap<String, Option<Dir>>,
     /// Whether the root profile's request marker could be read (else its slot is left alone).
     default_known: bool,
 }
 
-/// The profiles that have a `gateway-<p>` entry in the scan directory (other names are not ours).
-fn current_slots(scandir: &Dir) -> crate::error::SysResult<BTreeSet<String>> {
-    Ok(scandir
-        .list()?
-        .into_iter()
-        .filter_map(|(name, _)| {
-            let p = name.as_bytes().strip_prefix(b"gateway-")?;
-            (p == DEFAULT_PROFILE.as_bytes() || validate_profile_name(p).is_ok())
-                .then(|| String::from_utf8_lossy(p).into_owned())
-        })
-        .collect())
-}
-
-/// Removes staging and retired slots an interrupted registrar or boot left behind (RP-01's sweep).
 fn sweep_leftovers(scandir: &Dir, report: &Report) {
     if let Ok(entries) = scandir.list() {
         for (name, _) in entries {
@@ -453,6 +514,7 @@ pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places
         display_path(&places.home),
         display_path(&places.scandir)
     ));
+    places.warn_about_limit(report);
     let mut reg = Registrar {
         root,
         report,
@@ -552,9 +614,21 @@ fn slot_exists(scandir: &Dir, profile: &str) -> bool {
     matches!(scandir.stat(slot_name(profile)), Ok(Some(_)))
 }
 
-/// Creates and removes an entry in the profile directory: an inotify event that makes the registrar look
-/// at the profile now, even when nothing else changed.
-fn nudge(dir: &Dir) {
+/// Creates and removes an entry in `H/profiles` (`H` for the root profile): an inotify event that makes
+/// the registrar look at the profiles now, even when nothing else changed. Not in the profile directory:
+/// the registrar watches that only once the profile has a slot.
+fn nudge(root: &RootPrefix, places: &Places, profile: &str) {
+    let Ok(Entry::Found(home)) = Dir::open_anchor(root, &places.home) else {
+        return;
+    };
+    let dir = if profile == DEFAULT_PROFILE {
+        home
+    } else {
+        match home.subdir("profiles") {
+            Ok(Entry::Found(d)) => d,
+            _ => return,
+        }
+    };
     let name = format!(".gateway-register-request.{}", std::process::id());
     if rustix::fs::mknodat(
         dir.fd(),
@@ -636,7 +710,19 @@ pub fn request_register(
         return 1;
     }
     if !slot_exists(scandir, profile) {
-        nudge(&dir);
+        match current_slots(scandir) {
+            Ok(slots) => {
+                if let Some(why) = places.over_limit(profile, slots.len()) {
+                    error_line(why);
+                    return 1;
+                }
+            }
+            Err(e) => {
+                error_line(e);
+                return 1;
+            }
+        }
+        nudge(root, places, profile);
     }
     let deadline = Instant::now() + timeout;
     let timed_out = |what: &str| {

@@ -10,6 +10,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
@@ -17,7 +18,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use crate::error::{SysError, SysResult};
 use crate::guarded::{chmod_pinned, euid, gid, uid, Dir, Entry};
-use crate::profiles::DEFAULT_PROFILE;
+use crate::profiles::{validate_profile_name, DEFAULT_PROFILE};
 use crate::report::{display_path, Report};
 
 /// `gateway-<p>`: the slot s6-svscan supervises.
@@ -36,6 +37,19 @@ pub fn old_name(profile: &str) -> OsString {
 /// Whether a depth-1 scandir entry is a leftover of an interrupted build (`.gateway-*.tmp*`, RP-01).
 pub fn is_leftover_name(name: &[u8]) -> bool {
     name.starts_with(b".gateway-") && name[b".gateway-".len()..].windows(4).any(|w| w == b".tmp")
+}
+
+/// The profiles that have a `gateway-<p>` entry in the scan directory (other names are not ours).
+pub fn current_slots(scandir: &Dir) -> SysResult<std::collections::BTreeSet<String>> {
+    Ok(scandir
+        .list()?
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let p = name.as_bytes().strip_prefix(b"gateway-")?;
+            (p == DEFAULT_PROFILE.as_bytes() || validate_profile_name(p).is_ok())
+                .then(|| String::from_utf8_lossy(p).into_owned())
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------------

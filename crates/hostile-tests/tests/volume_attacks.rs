@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use hostile_tests::{image, program, STAGE2};
+use hostile_tests::{image, program, RECONCILE, STAGE2};
 use test_support::{run, TempRoot};
 
 const HERMES: (u32, u32) = (10000, 10000);
@@ -108,7 +108,9 @@ fn a_home_below_a_symlinked_ancestor_is_refused_and_nothing_is_made_through_it()
     // `hermes` swaps `profiles` for a symlink to the scan directory, hoping root makes H inside it.
     std::os::unix::fs::symlink("/run/service", r.path("/opt/data/profiles")).unwrap();
     std::os::unix::fs::lchown(r.path("/opt/data/profiles"), Some(HERMES.0), Some(HERMES.1)).unwrap();
-    let out = run(r.command(program(STAGE2)).env("HERMES_HOME", "/opt/data/profiles/coder"));
+    let out = run(r
+        .command(program(STAGE2))
+        .env("HERMES_HOME", "/opt/data/profiles/coder"));
     assert_ne!(out.code, Some(0), "stage2-setup went on:\n{}", out.stderr);
     let text = format!("{}{}", out.stdout, out.stderr);
     let line = text
@@ -116,8 +118,15 @@ fn a_home_below_a_symlinked_ancestor_is_refused_and_nothing_is_made_through_it()
         .find(|l| l.contains("/opt/data/profiles"))
         .unwrap_or_else(|| panic!("no line names the symlink:\n{text}"));
     assert!(line.contains("symlink"), "the line gives no reason: {line}");
-    assert!(!r.path("/run/service/coder").exists(), "root made H through the symlink");
-    assert_eq!(owner_mode(&r, "/run/service"), before, "the scan directory changed");
+    assert!(
+        !r.path("/run/service/coder").exists(),
+        "root made H through the symlink"
+    );
+    assert_eq!(
+        owner_mode(&r, "/run/service"),
+        before,
+        "the scan directory changed"
+    );
 }
 
 #[test]
@@ -131,7 +140,11 @@ fn an_auth_home_below_a_root_directory_the_user_moved_in_is_not_handed_over() {
     let out = run(r
         .command(program(STAGE2))
         .env("HERMES_AUTH_HOME", "/opt/data/creds/auth"));
-    for p in ["/opt/data/creds", "/opt/data/creds/auth", "/opt/data/creds/auth/auth.json"] {
+    for p in [
+        "/opt/data/creds",
+        "/opt/data/creds/auth",
+        "/opt/data/creds/auth/auth.json",
+    ] {
         assert_eq!(owner_mode(&r, p).0, 0, "{p} was handed over:\n{}", out.stderr);
     }
     let text = format!("{}{}", out.stdout, out.stderr);
@@ -171,5 +184,130 @@ fn entries_made_as_the_runtime_user_never_use_roots_groups() {
         "the boot made {made:?} where the runtime user may not write:\n{}{}",
         out.stdout,
         out.stderr
+    );
+}
+
+fn gateway_slots(r: &TempRoot) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(r.path("/run/service"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gateway-"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `n` profiles `hermes` made with one `mkdir` and one `SOUL.md` each.
+fn mass_profiles(r: &TempRoot, prefix: &str, n: usize, soul: bool) {
+    user_dir(r, "/opt/data/profiles");
+    for i in 0..n {
+        let d = format!("/opt/data/profiles/{prefix}{i:04}");
+        user_dir(r, &d);
+        if soul {
+            r.write(&format!("{d}/SOUL.md"), "x\n");
+        }
+    }
+}
+
+#[test]
+fn a_thousand_mkdirs_get_no_more_slots_than_the_cap() {
+    let r = volume();
+    mass_profiles(&r, "p", 1000, true);
+    let out = run(&mut r.command(program(RECONCILE)));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let slots = gateway_slots(&r);
+    assert_eq!(
+        slots.len(),
+        64,
+        "the default cap is 64 slots, the root profile's included"
+    );
+    assert_eq!(slots[0], "gateway-default");
+    assert_eq!(
+        slots[63], "gateway-p0062",
+        "the first profiles by name get the slots"
+    );
+    let refusals: Vec<&str> = out
+        .stderr
+        .lines()
+        .chain(out.stdout.lines())
+        .filter(|l| l.contains("no gateway slot for profile"))
+        .collect();
+    assert_eq!(refusals.len(), 1000 - 63, "one line per refused profile");
+    assert!(refusals
+        .iter()
+        .any(|l| l.contains("p0999") && l.contains("HERMES_GATEWAY_LIMIT")));
+    // The cap is the operator's to raise.
+    let r = volume();
+    mass_profiles(&r, "p", 100, true);
+    let out = run(r.command(program(RECONCILE)).env("HERMES_GATEWAY_LIMIT", "101"));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(gateway_slots(&r).len(), 101);
+    // Nonsense is refused with one line and the default applies.
+    let r = volume();
+    mass_profiles(&r, "p", 70, true);
+    let out = run(r.command(program(RECONCILE)).env("HERMES_GATEWAY_LIMIT", "lots"));
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("HERMES_GATEWAY_LIMIT=lots is not a number"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(gateway_slots(&r).len(), 64);
+}
+
+/// A child killed when dropped, also when the test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The inotify watches a process holds, from `/proc/<pid>/fdinfo`.
+fn inotify_watches(pid: u32) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(text) = std::fs::read_to_string(e.path()) {
+            n += text.lines().filter(|l| l.starts_with("inotify wd:")).count();
+        }
+    }
+    n
+}
+
+#[test]
+fn the_registrar_holds_a_bounded_number_of_inotify_watches_and_slots() {
+    let r = volume();
+    test_support::s6::install_commands(&r);
+    r.mkdir("/run/service/.s6-svscan");
+    let _svscan = test_support::s6::Svscan::start(&r.path("/run/service"));
+    // 3,000 directories that are no profiles, and 100 that are: the registrar watches and slots neither
+    // by the thousand.
+    mass_profiles(&r, "junk", 3000, false);
+    mass_profiles(&r, "real", 100, true);
+    let reg = Killed(
+        r.command(program(RECONCILE))
+            .arg("watch")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    test_support::s6::wait_until(std::time::Duration::from_secs(20), || {
+        gateway_slots(&r).len() == 64
+    });
+    // Settled: no further slot appears, and the watches stay bounded by the cap.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let watches = inotify_watches(reg.0.id());
+    let slots = gateway_slots(&r).len();
+    drop(reg);
+    assert_eq!(slots, 64, "the registrar kept to the cap");
+    assert!(
+        watches <= 2 * 64 + 18,
+        "{watches} inotify watches for 3,100 directories: not bounded by the cap"
     );
 }

@@ -33,6 +33,9 @@ struct Registrar {
 
 impl Registrar {
     fn start(r: &TempRoot, args: &[&str]) -> Registrar {
+        Registrar::start_with(r, args, &[])
+    }
+    fn start_with(r: &TempRoot, args: &[&str], env: &[(&str, &str)]) -> Registrar {
         let log = r.path(&format!("/tmp/registrar.{}.log", std::process::id()));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -43,6 +46,7 @@ impl Registrar {
             .command(BIN)
             .arg("watch")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -338,14 +342,15 @@ fn a_burst_of_1000_profiles_converges_through_a_kill_and_restart_without_half_bu
             seen
         })
     };
-    let mut reg = Registrar::start(&r, &[]);
+    let many = [("HERMES_GATEWAY_LIMIT", "1001")];
+    let mut reg = Registrar::start_with(&r, &[], &many);
     for i in 0..1000 {
         profile(&r, &format!("p{i:04}"));
     }
     // Kill it in the middle of publishing.
     wait_until(LIMIT, || gateway_count(&r) > 50);
     reg.kill9();
-    let restarted = Registrar::start(&r, &[]);
+    let restarted = Registrar::start_with(&r, &[], &many);
     wait_until(Duration::from_secs(60), || gateway_count(&r) == 1001);
     stop.store(true, Ordering::Relaxed);
     let seen = poller.join().unwrap();
@@ -395,7 +400,7 @@ fn an_inotify_queue_overflow_triggers_a_full_rescan() {
     let r = setup();
     let reg = {
         let _small = Sysctl::set("/proc/sys/fs/inotify/max_queued_events", "16");
-        Registrar::start(&r, &[])
+        Registrar::start_with(&r, &[], &[("HERMES_GATEWAY_LIMIT", "201")])
     };
     wait_until(LIMIT, || r.exists(&slot(&r, "default")));
     // Paused, it cannot read its queue while 200 profiles appear.
