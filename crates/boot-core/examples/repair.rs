@@ -1,4 +1,5 @@
-//! Runs the ownership walk (SPEC CM-08) on one path: `repair <path> <uid>:<gid> [--dry-run]`.
+//! Runs the ownership walk (SPEC CM-08) on one path: `repair <path> <uid>:<gid> [--dry-run]`. The path's
+//! owner is taken for the previous runtime uid, as `stage2-setup` takes `H`'s.
 //!
 //! A measuring aid for `cargo xtask bench`, which compares the walk alone with the programs that use it.
 
@@ -6,6 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use boot_core::guarded::{Dir, Entry};
+use boot_core::handover::Handover;
 use boot_core::report::Report;
 use boot_core::root::RootPrefix;
 
@@ -39,8 +41,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let previous = std::fs::symlink_metadata(path).map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+    let handover = Handover {
+        owner: (u, g),
+        groups: vec![g],
+        own_uids: [u, previous].into_iter().filter(|&x| x != 0).collect(),
+        hardlink_ok_uid: u,
+    };
     let report = Report::stage2(dry_run);
-    let stats = boot_core::ownership::repair(&report, &dir, name, (u, g), u);
+    let stats = boot_core::ownership::repair(&report, &dir, name, &handover);
     println!(
         "checked {} changed {} warnings {}",
         stats.checked,

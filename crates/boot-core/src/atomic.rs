@@ -10,14 +10,14 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
 use std::path::PathBuf;
 
 use nix::errno::Errno;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 
 use crate::error::{SysError, SysResult};
-use crate::guarded::{euid, gid, uid, Dir, Entry, Meta};
+use crate::guarded::{euid, gid, temp_name, uid, Dir, Entry, Meta};
 use crate::report::Report;
 
 /// What [`create_exclusive`] found.
@@ -31,22 +31,6 @@ pub enum Created {
 /// How many planted names a temporary skips before the write gives up (each try is a fresh 64-bit name,
 /// so only a directory full of them gets that far).
 const TEMP_TRIES: usize = 16;
-
-/// A temporary name next to `name`: dot-prefixed (s6-svscan and most tools ignore it), with 64 bits from
-/// the kernel's CSPRNG, so the runtime user cannot plant it in advance.
-pub fn temp_name(name: &OsStr) -> SysResult<OsString> {
-    let mut r = [0u8; 8];
-    let mut filled = 0;
-    while filled < r.len() {
-        filled += rustix::rand::getrandom(&mut r[filled..], rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| SysError::new("getrandom", "temporary name", e))?;
-    }
-    let mut b = b".".to_vec();
-    // Keep the result within NAME_MAX even for long names.
-    b.extend_from_slice(&name.as_bytes()[..name.len().min(200)]);
-    b.extend_from_slice(format!(".tmp.{:016x}", u64::from_ne_bytes(r)).as_bytes());
-    Ok(OsString::from_vec(b))
-}
 
 /// Whether `/proc/self/fd` is there to link an `O_TMPFILE` by (`AT_EMPTY_PATH` would need
 /// CAP_DAC_READ_SEARCH, which Docker does not grant).
@@ -344,6 +328,7 @@ pub fn replace(
 mod tests {
     use super::*;
     use crate::root::RootPrefix;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn anchor(t: &tempfile::TempDir) -> Dir {

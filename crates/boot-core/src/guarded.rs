@@ -17,11 +17,27 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::errno::Errno;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, CWD};
 
 use crate::error::{SysError, SysResult};
 use crate::report::Report;
 use crate::root::RootPrefix;
+
+/// A temporary name next to `name`: dot-prefixed (s6-svscan and most tools ignore it), with 64 bits from
+/// the kernel's CSPRNG, so the runtime user cannot plant it in advance.
+pub fn temp_name(name: &OsStr) -> SysResult<OsString> {
+    let mut r = [0u8; 8];
+    let mut filled = 0;
+    while filled < r.len() {
+        filled += rustix::rand::getrandom(&mut r[filled..], rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| SysError::new("getrandom", "temporary name", e))?;
+    }
+    let mut b = b".".to_vec();
+    // Keep the result within NAME_MAX even for long names.
+    b.extend_from_slice(&name.as_bytes()[..name.len().min(200)]);
+    b.extend_from_slice(format!(".tmp.{:016x}", u64::from_ne_bytes(r)).as_bytes());
+    Ok(OsString::from_vec(b))
+}
 
 /// The result of looking an entry up without following symlinks.
 #[derive(Debug)]
@@ -299,6 +315,9 @@ impl Dir {
     pub fn mkdir(&self, name: impl AsRef<OsStr>, mode: u32, owner: Option<(u32, u32)>) -> SysResult<bool> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
+        if let (Some(owner), 0) = (owner, euid()) {
+            return self.mkdir_for(name, mode, owner);
+        }
         // Created with the final bits minus group/other write (and minus setgid/sticky, which mkdir may
         // drop anyway): a kill before the fchmod below leaves a usable directory that was never more open
         // than asked for. The fchmod then makes the mode exact, whatever the umask.
@@ -307,19 +326,59 @@ impl Dir {
             Err(rustix::io::Errno::EXIST) => return Ok(false),
             Err(e) => return Err(SysError::new("mkdir", self.child(name), e)),
         }
-        // Fix owner and mode through the new directory's descriptor: the name could already have been
-        // swapped by the time we look at it again, the descriptor cannot.
+        // Fix the mode through the new directory's descriptor: the name could already have been swapped by
+        // the time we look at it again, the descriptor cannot.
         let d = match self.subdir(name)? {
             Entry::Found(d) => d,
             _ => return Err(SysError::new("mkdir", self.child(name), Errno::ELOOP)),
         };
-        if let Some((u, g)) = owner {
-            rustix::fs::fchown(d.fd(), Some(uid(u)), Some(gid(g)))
-                .map_err(|e| SysError::new("chown", d.path(), e))?;
-        }
         rustix::fs::fchmod(d.fd(), Mode::from_raw_mode(mode))
             .map_err(|e| SysError::new("chmod", d.path(), e))?;
         Ok(true)
+    }
+
+    /// Root making a directory for another owner: made under a random temporary name, given its owner
+    /// and mode, then renamed into place. A root-owned directory never stands at `name`, so a kill
+    /// cannot leave one that the ownership repair would have to tell from one the runtime user moved
+    /// there ([`crate::handover`]).
+    fn mkdir_for(&self, name: &OsStr, mode: u32, (u, g): (u32, u32)) -> SysResult<bool> {
+        let shown = self.child(name);
+        let mut tries = 0;
+        let tmp = loop {
+            let tmp = temp_name(name)?;
+            match rustix::fs::mkdirat(&self.fd, tmp.as_os_str(), Mode::from_raw_mode(mode & 0o700)) {
+                Ok(()) => break tmp,
+                Err(rustix::io::Errno::EXIST) if tries < 16 => tries += 1,
+                Err(e) => return Err(SysError::new("mkdir", &shown, e)),
+            }
+        };
+        let made = (|| {
+            let d = match self.subdir(&tmp)? {
+                Entry::Found(d) => d,
+                _ => return Err(SysError::new("mkdir", &shown, Errno::ELOOP)),
+            };
+            rustix::fs::fchown(d.fd(), Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", &shown, e))?;
+            rustix::fs::fchmod(d.fd(), Mode::from_raw_mode(mode))
+                .map_err(|e| SysError::new("chmod", &shown, e))?;
+            match rustix::fs::renameat_with(&self.fd, tmp.as_os_str(), &self.fd, name, RenameFlags::NOREPLACE)
+            {
+                Ok(()) => Ok(true),
+                Err(rustix::io::Errno::EXIST) => Ok(false),
+                // No RENAME_NOREPLACE here: a plain rename would replace an empty directory, so look first.
+                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => match self.stat(name)? {
+                    Some(_) => Ok(false),
+                    None => rustix::fs::renameat(&self.fd, tmp.as_os_str(), &self.fd, name)
+                        .map(|()| true)
+                        .map_err(|e| SysError::new("rename", &shown, e)),
+                },
+                Err(e) => Err(SysError::new("rename", &shown, e)),
+            }
+        })();
+        if !matches!(made, Ok(true)) {
+            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_os_str(), AtFlags::REMOVEDIR);
+        }
+        made
     }
 
     /// Opens a regular file for reading without following a symlink. FIFOs and devices are never opened

@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod anchor;
 pub mod atomic;
 pub mod guarded;
+pub mod handover;
 pub mod ownership;
 pub mod privdrop;
 

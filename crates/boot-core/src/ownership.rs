@@ -30,6 +30,7 @@ use rustix::io::Errno;
 
 use crate::error::SysError;
 use crate::guarded::{self, Dir};
+use crate::handover::{Handover, Verdict};
 use crate::report::{display_bytes, Report};
 
 /// Directory descriptors the walk holds at most (SPEC CM-08).
@@ -55,16 +56,11 @@ pub struct RepairStats {
 /// refused with EPERM/EROFS (the walk of this target ends there), a progress line every 30 s, and when
 /// something changed `Ownership of <target>: <n> entries checked, <m> changed`.
 ///
-/// `hardlink_ok_uid` is u₀ (the user's uid before any remap): hard-linked non-directories are only changed
-/// when owned by it. An absent target gives zero stats. A dry run prints `would chown …` lines instead.
-pub fn repair(
-    report: &Report,
-    parent: &Dir,
-    name: &OsStr,
-    owner: (u32, u32),
-    hardlink_ok_uid: u32,
-) -> RepairStats {
-    repair_with(report, parent, name, owner, hardlink_ok_uid, Options::default()).0
+/// What is changed is [`Handover`]'s to say: entries the runtime user could not read and that were not
+/// its own keep their owner (and are not descended into), reported in one warning naming the command that
+/// hands them over. An absent target gives zero stats. A dry run prints `would chown …` lines instead.
+pub fn repair(report: &Report, parent: &Dir, name: &OsStr, handover: &Handover) -> RepairStats {
+    repair_with(report, parent, name, handover, Options::default()).0
 }
 
 /// Knobs the tests use to reach code paths this kernel would not take on its own.
@@ -98,12 +94,12 @@ pub(crate) fn repair_with(
     report: &Report,
     parent: &Dir,
     name: &OsStr,
-    owner: (u32, u32),
-    hardlink_ok_uid: u32,
+    handover: &Handover,
     opts: Options,
 ) -> (RepairStats, WalkDiag) {
-    let mut walk = Walk::new(report, parent, name, owner, hardlink_ok_uid, opts);
+    let mut walk = Walk::new(report, parent, name, handover, opts);
     walk.run(parent.fd(), name);
+    walk.report_left();
     let stats = walk.stats;
     if !report.dry_run() && stats.changed > 0 {
         report.info(format_args!(
@@ -135,6 +131,8 @@ struct DirId {
     mnt_id: Option<u64>,
     uid: u32,
     gid: u32,
+    /// `st_mode & 0o7777`.
+    perm: u32,
 }
 
 /// One directory on the walk's stack.
@@ -158,7 +156,11 @@ enum Flow {
 struct Walk<'r> {
     report: &'r Report,
     owner: (u32, u32),
-    hardlink_ok_uid: u32,
+    handover: Handover,
+    /// Entries left with their owner because the runtime user could not read them ([`Verdict::Unreadable`]).
+    left: u64,
+    /// The first of them: path, uid, gid and mode, for the warning.
+    first_left: Option<(Vec<u8>, u32, u32, u32)>,
     dry_run: bool,
     protected_hardlinks: bool,
     force_openat: bool,
@@ -183,19 +185,14 @@ struct Walk<'r> {
 }
 
 impl<'r> Walk<'r> {
-    fn new(
-        report: &'r Report,
-        parent: &Dir,
-        name: &OsStr,
-        owner: (u32, u32),
-        hardlink_ok_uid: u32,
-        opts: Options,
-    ) -> Walk<'r> {
+    fn new(report: &'r Report, parent: &Dir, name: &OsStr, handover: &Handover, opts: Options) -> Walk<'r> {
         let target = parent.child(name).into_os_string().into_vec();
         Walk {
             report,
-            owner,
-            hardlink_ok_uid,
+            owner: handover.owner,
+            handover: handover.clone(),
+            left: 0,
+            first_left: None,
             dry_run: report.dry_run(),
             protected_hardlinks: opts.protected_hardlinks.unwrap_or_else(kernel_protects_hardlinks),
             force_openat: opts.force_openat,
@@ -266,6 +263,10 @@ impl<'r> Walk<'r> {
             }
         };
         self.stats.checked += 1;
+        if self.judge_dir(&id) == Verdict::Unreadable {
+            self.note_left(self.target.clone(), &id);
+            return;
+        }
         self.path.clear();
         self.path.extend_from_slice(&self.target);
         self.push_frame(fd, id);
@@ -351,6 +352,11 @@ impl<'r> Walk<'r> {
         };
         if id.dev != parent_id.dev || other_mount {
             self.skip_mount(name);
+            return Flow::Continue;
+        }
+        if self.judge_dir(&id) == Verdict::Unreadable {
+            // Neither it nor anything below it: what is inside was out of the runtime user's reach.
+            self.note_left(self.entry_path_bytes(name), &id);
             return Flow::Continue;
         }
         self.held += 1;
@@ -448,12 +454,25 @@ impl<'r> Walk<'r> {
     fn entry_with_stat(&mut self, dfd: BorrowedFd<'_>, name: &CStr, st: &rustix::fs::Stat) -> Flow {
         self.stats.checked += 1;
         self.tick();
-        if st.st_uid == self.owner.0 && st.st_gid == self.owner.1 {
-            return Flow::Continue;
-        }
-        if st.st_nlink > 1 && st.st_uid != self.hardlink_ok_uid {
-            self.refuse_hardlink(name, st.st_nlink);
-            return Flow::Continue;
+        match self.judge_entry(st) {
+            Verdict::Right => return Flow::Continue,
+            Verdict::Change => {}
+            Verdict::HardLinked => {
+                self.refuse_hardlink(name, st.st_nlink);
+                return Flow::Continue;
+            }
+            Verdict::Unreadable => {
+                let id = DirId {
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    mnt_id: None,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    perm: st.st_mode & 0o7777,
+                };
+                self.note_left(self.entry_path_bytes(name), &id);
+                return Flow::Continue;
+            }
         }
         if self.dry_run {
             self.would_chown(&self.entry_path(name), st.st_uid, st.st_gid);
@@ -489,11 +508,62 @@ impl<'r> Walk<'r> {
         if now.st_dev != st.st_dev || now.st_ino != st.st_ino {
             return Ok(None);
         }
-        if now.st_nlink > 1 && now.st_uid != self.hardlink_ok_uid {
-            self.refuse_hardlink(name, now.st_nlink);
-            return Ok(None);
+        match self.judge_entry(&now) {
+            Verdict::Change => Ok(Some(fd)),
+            Verdict::HardLinked => {
+                self.refuse_hardlink(name, now.st_nlink);
+                Ok(None)
+            }
+            // Changed meanwhile; the next boot judges it anew.
+            Verdict::Right | Verdict::Unreadable => Ok(None),
         }
-        Ok(Some(fd))
+    }
+
+    fn judge_entry(&self, st: &rustix::fs::Stat) -> Verdict {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        self.handover.judge(
+            st.st_uid,
+            st.st_gid,
+            st.st_mode & 0o7777,
+            st.st_nlink,
+            kind == FileType::Directory,
+            kind == FileType::Symlink,
+        )
+    }
+
+    fn judge_dir(&self, id: &DirId) -> Verdict {
+        self.handover.judge(id.uid, id.gid, id.perm, 2, true, false)
+    }
+
+    fn note_left(&mut self, path: Vec<u8>, id: &DirId) {
+        self.left += 1;
+        if self.first_left.is_none() {
+            self.first_left = Some((path, id.uid, id.gid, id.perm));
+        }
+    }
+
+    /// The one warning about entries left with their owner, with the command that hands them over.
+    fn report_left(&self) {
+        let Some((path, uid, gid, perm)) = &self.first_left else {
+            return;
+        };
+        let (u, g) = self.owner;
+        let fix = if self.left == 1 {
+            format!("chown -R {u}:{g} {}", display_bytes(path))
+        } else {
+            format!(
+                "find {} -xdev \\( ! -user {u} -o ! -group {g} \\) -exec chown -h {u}:{g} {{}} +",
+                display_bytes(&self.target)
+            )
+        };
+        self.report.warn(format_args!(
+            "left {} entr{} the runtime user could not read with {} owner (first: {} {uid}:{gid} {perm:04o}); \
+             they were not its own, so the boot does not hand them over — if they should be, run: {fix} — continuing",
+            self.left,
+            if self.left == 1 { "y" } else { "ies" },
+            if self.left == 1 { "its" } else { "their" },
+            display_bytes(path),
+        ));
     }
 
     fn refuse_hardlink(&self, name: &CStr, nlink: u64) {
@@ -644,6 +714,7 @@ impl<'r> Walk<'r> {
                         mnt_id: mnt_id.then_some(sx.stx_mnt_id),
                         uid: sx.stx_uid,
                         gid: sx.stx_gid,
+                        perm: u32::from(sx.stx_mode) & 0o7777,
                     });
                 }
                 // Old kernels and seccomp profiles without statx: the device number must do.
@@ -658,6 +729,7 @@ impl<'r> Walk<'r> {
             mnt_id: None,
             uid: st.st_uid,
             gid: st.st_gid,
+            perm: st.st_mode & 0o7777,
         })
     }
 

@@ -311,3 +311,100 @@ fn the_registrar_holds_a_bounded_number_of_inotify_watches_and_slots() {
         "{watches} inotify watches for 3,100 directories: not bounded by the cap"
     );
 }
+
+/// A root-only entry `hermes` could rename but never open: as if moved from elsewhere in `H`.
+fn root_secret(r: &TempRoot, p: &str) {
+    r.write(p, "root secret\n");
+    r.chmod(p, 0o600);
+}
+
+#[test]
+fn root_entries_the_runtime_user_renamed_into_walked_names_are_not_handed_over() {
+    let r = volume();
+    user_dir(&r, "/opt/data/cron");
+    root_secret(&r, "/opt/data/gateway.lock");
+    root_secret(&r, "/opt/data/cron/jobs.json");
+    // A root 0700 directory renamed to `profiles`, with a secret inside.
+    r.mkdir("/opt/data/profiles");
+    r.chmod("/opt/data/profiles", 0o700);
+    root_secret(&r, "/opt/data/profiles/inner");
+    let out = run(&mut r.command(program(STAGE2)));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    for p in [
+        "/opt/data/gateway.lock",
+        "/opt/data/cron/jobs.json",
+        "/opt/data/profiles",
+        "/opt/data/profiles/inner",
+    ] {
+        assert_eq!(owner_mode(&r, p).0, 0, "{p} was handed over:\n{}", out.stdout);
+    }
+    let text = format!("{}{}", out.stdout, out.stderr);
+    for p in [
+        "/opt/data/gateway.lock",
+        "/opt/data/cron/jobs.json",
+        "/opt/data/profiles",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains("with its owner") && l.contains(p))
+            .unwrap_or_else(|| panic!("no warning names {p}:\n{text}"));
+        assert!(
+            line.contains("chown -R 10000:10000"),
+            "no command that hands it over: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_puid_change_hands_over_the_previous_users_private_files_and_roots_readable_ones() {
+    let r = volume();
+    // The previous container ran as 1000: H and its files are 1000's, secrets 0600.
+    for p in [
+        "/opt/data/cron/jobs.json",
+        "/opt/data/sessions/s1/t.jsonl",
+        "/opt/data/.env",
+        "/opt/data/auth.json",
+    ] {
+        r.write(p, "mine\n");
+        r.chmod(p, 0o600);
+    }
+    r.mkdir("/opt/data/memories/private");
+    r.chmod("/opt/data/memories/private", 0o700);
+    for p in [
+        "/opt/data",
+        "/opt/data/cron",
+        "/opt/data/cron/jobs.json",
+        "/opt/data/sessions",
+        "/opt/data/sessions/s1",
+        "/opt/data/sessions/s1/t.jsonl",
+        "/opt/data/.env",
+        "/opt/data/auth.json",
+        "/opt/data/memories",
+        "/opt/data/memories/private",
+    ] {
+        std::os::unix::fs::chown(r.path(p), Some(1000), Some(1000)).unwrap();
+    }
+    // Root made this one for the user and it is readable: handed over too.
+    r.write("/opt/data/skills/readme.md", "shared\n");
+    r.chmod("/opt/data/skills/readme.md", 0o644);
+    let out = run(&mut r.command(program(STAGE2)));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    for p in [
+        "/opt/data",
+        "/opt/data/cron/jobs.json",
+        "/opt/data/sessions/s1/t.jsonl",
+        "/opt/data/.env",
+        "/opt/data/auth.json",
+        "/opt/data/memories/private",
+        "/opt/data/skills/readme.md",
+    ] {
+        let (u, g, _) = owner_mode(&r, p);
+        assert_eq!((u, g), HERMES, "{p} was not handed over:\n{}", out.stdout);
+    }
+    assert_eq!(owner_mode(&r, "/opt/data/auth.json").2, 0o600, "modes are kept");
+    assert!(
+        !format!("{}{}", out.stdout, out.stderr).contains("with its owner"),
+        "nothing legitimate is left behind:\n{}",
+        out.stdout
+    );
+}

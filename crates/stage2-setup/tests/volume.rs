@@ -216,14 +216,14 @@ fn special_files_and_non_utf8_names_are_handled_without_blocking() {
     let cron = r.path("/opt/data/cron");
     nix::unistd::mkfifo(
         &cron.join("fifo"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
     )
     .unwrap();
     let _sock = std::os::unix::net::UnixListener::bind(cron.join("sock")).unwrap();
     nix::sys::stat::mknod(
         &cron.join("null"),
         nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
         nix::sys::stat::makedev(1, 3),
     )
     .unwrap();

@@ -26,6 +26,17 @@ fn tempdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
+/// The runtime user U, whose trees in these tests were made by root (the previous owner): what root made
+/// is handed over where U could read it.
+fn handover() -> Handover {
+    Handover {
+        owner: U,
+        groups: vec![U.1],
+        own_uids: vec![U.0],
+        hardlink_ok_uid: U.0,
+    }
+}
+
 fn anchor(p: &Path) -> Dir {
     match Dir::open_anchor(&RootPrefix::none(), p).expect("open anchor") {
         Entry::Found(d) => d,
@@ -37,7 +48,13 @@ fn anchor(p: &Path) -> Dir {
 fn walk(target: &Path, dry: bool, opts: Options) -> (RepairStats, WalkDiag, u32) {
     let parent = anchor(target.parent().expect("parent"));
     let report = Report::stage2(dry);
-    let (stats, diag) = repair_with(&report, &parent, target.file_name().expect("name"), U, U.0, opts);
+    let (stats, diag) = repair_with(
+        &report,
+        &parent,
+        target.file_name().expect("name"),
+        &handover(),
+        opts,
+    );
     (stats, diag, report.warnings())
 }
 
@@ -73,11 +90,11 @@ fn all_paths(root: &Path) -> Vec<PathBuf> {
 }
 
 fn mknod(p: &Path, kind: nix::sys::stat::SFlag, dev: u64) {
-    nix::sys::stat::mknod(p, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), dev)
+    nix::sys::stat::mknod(p, kind, nix::sys::stat::Mode::from_bits_truncate(0o644), dev)
         .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
 }
 
-/// A tree with one entry of every type, nested directories and a name that is not UTF-8, all root-owned.
+/// A tree with one entry of every type, nested directories and a name that is not UTF-8, all root-owned and readable by the runtime user (what the repair may hand over).
 fn mixed_tree(t: &Path) -> PathBuf {
     use nix::sys::stat::SFlag;
     let h = t.join("data");
@@ -90,7 +107,7 @@ fn mixed_tree(t: &Path) -> PathBuf {
     std::fs::write(h.join(OsStr::from_bytes(b"dir-\xfe/inner")), b"i").unwrap();
     nix::unistd::mkfifo(
         &h.join("logs/fifo"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
     )
     .unwrap();
     mknod(
@@ -224,7 +241,13 @@ fn child_main() -> ! {
     }
     let parent = anchor(target.parent().expect("parent"));
     let report = Report::stage2(dry);
-    let (stats, _) = repair_with(&report, &parent, target.file_name().expect("name"), U, U.0, opts);
+    let (stats, _) = repair_with(
+        &report,
+        &parent,
+        target.file_name().expect("name"),
+        &handover(),
+        opts,
+    );
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Some(at) = mounted {
@@ -574,7 +597,13 @@ fn released_ancestor_that_moved_abandons_the_walk() {
     std::fs::create_dir_all(&p).unwrap();
     let parent = anchor(t.path());
     let report = Report::stage2(false);
-    let mut w = Walk::new(&report, &parent, OsStr::new("data"), U, U.0, Options::default());
+    let mut w = Walk::new(
+        &report,
+        &parent,
+        OsStr::new("data"),
+        &handover(),
+        Options::default(),
+    );
     // Walk down the chain the way `descend` does, then move a released ancestor away before coming back up.
     let fd = w.open_dir(parent.fd(), c"data", false).unwrap();
     w.held = 1;
@@ -640,7 +669,13 @@ fn entries_vanishing_during_the_walk_are_skipped_silently() {
     // Vanished names the walk was told about but that are gone by the time it looks.
     let parent = anchor(t.path());
     let report = Report::stage2(false);
-    let mut w = Walk::new(&report, &parent, OsStr::new("data"), U, U.0, Options::default());
+    let mut w = Walk::new(
+        &report,
+        &parent,
+        OsStr::new("data"),
+        &handover(),
+        Options::default(),
+    );
     let fd = w.open_dir(parent.fd(), c"data", false).unwrap();
     let mut subdirs = Vec::new();
     assert!(matches!(
@@ -744,4 +779,40 @@ fn long_walk_prints_progress_lines() {
     assert!(progress.len() >= 2, "{}", run.stdout);
     assert!(progress[0].starts_with(&format!("[stage2] Ownership of {}: ", h.display())));
     assert_eq!(run.changed, 601);
+}
+
+#[test]
+fn unreadable_root_entries_and_everything_below_keep_their_owner_with_one_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    std::fs::create_dir_all(h.join("vault/deeper")).unwrap();
+    std::fs::write(h.join("vault/deeper/readable"), b"r").unwrap();
+    std::fs::set_permissions(
+        h.join("vault/deeper/readable"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(h.join("vault"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(h.join("secret"), b"s").unwrap();
+    std::fs::set_permissions(h.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(h.join("open"), b"o").unwrap();
+    std::fs::set_permissions(h.join("open"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let parent = anchor(t.path());
+    let report = Report::stage2(false);
+    let (stats, _) = repair_with(
+        &report,
+        &parent,
+        OsStr::new("data"),
+        &handover(),
+        Options::default(),
+    );
+    for p in ["vault", "vault/deeper", "vault/deeper/readable", "secret"] {
+        assert_eq!(owner(&h.join(p)), (0, 0), "{p}");
+    }
+    assert_eq!(owner(&h.join("open")), U);
+    assert_eq!(owner(&h), U);
+    assert_eq!(stats.changed, 2, "data and open");
+    assert_eq!(report.warnings(), 1, "one warning for the tree");
 }

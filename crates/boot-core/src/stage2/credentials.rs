@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic::{self, Created};
 use crate::guarded::{Dir, Entry};
+use crate::handover::{hand_over_dir, hand_over_entry};
 use crate::report::display_path;
 
 use super::app_helpers::{image_path_exists, run_helper};
@@ -141,7 +142,7 @@ fn chown_one(ctx: &Ctx, dir: &Dir, name: &OsStr) {
     match dir.stat(name) {
         Ok(Some(m)) if m.is_symlink() => ctx.report.warn_refusing("chown", &dir.child(name)),
         Ok(Some(m)) => {
-            if let Err(e) = dir.chown_entry(ctx.report, name, &m, ctx.owner(), ctx.u0) {
+            if let Err(e) = hand_over_entry(dir, ctx.report, name, &m, &ctx.handover()) {
                 ctx.report.warn_err(&e);
             }
         }
@@ -166,9 +167,15 @@ fn open_sub(ctx: &Ctx, parent: &Dir, name: &OsStr) -> Option<Dir> {
     }
 }
 
-fn chown_dir(ctx: &Ctx, d: &Dir) {
-    if let Err(e) = d.chown_self(ctx.report, ctx.owner()) {
-        ctx.report.warn_err(&e);
+/// Gives the directory to u:g when the repair may ([`crate::handover`]); `false` when it kept its owner,
+/// and then nothing in it is handed over either.
+fn chown_dir(ctx: &Ctx, d: &Dir) -> bool {
+    match hand_over_dir(d, ctx.report, &ctx.handover()) {
+        Ok(allowed) => allowed,
+        Err(e) => {
+            ctx.report.warn_err(&e);
+            true
+        }
     }
 }
 
@@ -180,13 +187,17 @@ fn warm_repair(ctx: &Ctx, ah: &Path, rd: &Path) {
         Ok(_) => return,
         Err(e) => return ctx.report.warn_err(&e),
     };
-    chown_dir(ctx, &ahd);
+    if !chown_dir(ctx, &ahd) {
+        return;
+    }
     let named = rd != ah;
     let rdd = if named {
         let Some(profiles) = open_sub(ctx, &ahd, OsStr::new("profiles")) else {
             return shared_repair(ctx, &ahd);
         };
-        chown_dir(ctx, &profiles);
+        if !chown_dir(ctx, &profiles) {
+            return shared_repair(ctx, &ahd);
+        }
         let Some(name) = rd.file_name() else { return };
         let sub = open_sub(ctx, &profiles, name);
         chown_one(ctx, &ahd, OsStr::new(AUTH_FILE));
@@ -198,18 +209,18 @@ fn warm_repair(ctx: &Ctx, ah: &Path, rd: &Path) {
         }
     };
     if let Some(rdd) = rdd {
-        if named {
-            chown_dir(ctx, &rdd);
+        if !named || chown_dir(ctx, &rdd) {
+            chown_files(ctx, &rdd, is_rd_file);
         }
-        chown_files(ctx, &rdd, is_rd_file);
     }
     shared_repair(ctx, &ahd);
 }
 
 fn shared_repair(ctx: &Ctx, ahd: &Dir) {
     if let Some(shared) = open_sub(ctx, ahd, OsStr::new("shared")) {
-        chown_dir(ctx, &shared);
-        chown_files(ctx, &shared, is_shared_file);
+        if chown_dir(ctx, &shared) {
+            chown_files(ctx, &shared, is_shared_file);
+        }
     }
 }
 

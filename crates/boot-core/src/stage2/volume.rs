@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::guarded::{Dir, Entry};
+use crate::handover::hand_over_entry;
 use crate::ownership;
 use crate::privdrop::as_runtime_user;
 use crate::report::display_path;
@@ -120,9 +121,10 @@ pub fn repair_ownership(ctx: &Ctx) {
         Ok(m) => m,
         Err(e) => return ctx.report.warn_err(&e),
     };
+    let handover = ctx.handover();
     let walk = |rel: &str| {
         if let Some((parent, name)) = parent_of(ctx, home, rel, "recursive chown") {
-            ownership::repair(ctx.report, &parent, OsStr::new(&name), (u, g), ctx.u0);
+            ownership::repair(ctx.report, &parent, OsStr::new(&name), &handover);
         }
     };
     let targeted = hmeta.uid != u || hmeta.gid != g;
@@ -145,7 +147,7 @@ pub fn repair_ownership(ctx: &Ctx) {
     if let Some((logs, name)) = parent_of(ctx, home, "logs/gateways", "chown") {
         match logs.stat(&name) {
             Ok(Some(m)) if m.is_dir() => {
-                if let Err(e) = logs.chown_entry(ctx.report, OsStr::new(&name), &m, (u, g), ctx.u0) {
+                if let Err(e) = hand_over_entry(&logs, ctx.report, OsStr::new(&name), &m, &handover) {
                     ctx.report.warn_err(&e);
                 }
             }
@@ -167,6 +169,7 @@ pub fn repair_ownership(ctx: &Ctx) {
 pub fn repair_top_level(ctx: &Ctx) {
     let Some(home) = &ctx.home_dir else { return };
     let caller = crate::guarded::euid();
+    let handover = ctx.handover();
     for &name in TOP_LEVEL_ALLOWLIST {
         let os = OsStr::new(name);
         let mut m = match home.stat(os) {
@@ -182,7 +185,7 @@ pub fn repair_top_level(ctx: &Ctx) {
             continue;
         }
         if ctx.is_root {
-            match home.chown_entry(ctx.report, os, &m, ctx.owner(), ctx.u0) {
+            match hand_over_entry(home, ctx.report, os, &m, &handover) {
                 Ok(true) if !ctx.report.dry_run() => match home.stat(os) {
                     Ok(Some(now)) if now.ino == m.ino => m = now,
                     Ok(_) => continue,
