@@ -253,6 +253,19 @@ fn a_thousand_mkdirs_get_no_more_slots_than_the_cap() {
         out.stderr
     );
     assert_eq!(gateway_slots(&r).len(), 64);
+    // `register` over the cap fails with the same line.
+    user_dir(&r, "/opt/data/profiles/zz-late");
+    r.write("/opt/data/profiles/zz-late/SOUL.md", "x\n");
+    let out = run(r
+        .command(program(RECONCILE))
+        .args(["register", "zz-late", "--down"]));
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("no gateway slot for profile zz-late"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.exists("/run/service/gateway-zz-late"));
 }
 
 /// A child killed when dropped, also when the test fails.

@@ -22,10 +22,15 @@ Ownership (HERMES_GATEWAY_SLOTS):
   user-owned           the scan directory and the slots are the runtime user's, as upstream; the runtime
                        user can then gain root (the boot prints a warning)
 
+Slot cap (HERMES_GATEWAY_LIMIT, default 64, 1 to 10000):
+  the most gateway slots, the root profile's included. Boot gives slots to the root profile and then to
+  profiles in name order; watch keeps existing slots and adds new ones while there is room; every profile
+  left without one gets one warning, and register fails for it (exit 1)
+
 Exit status:
   0  done (boot: profiles may have been skipped; unregister: also when not registered)
-  1  runtime user missing, I/O or s6 failure (register rolls back); register as the runtime user: no
-     such profile (the profile directory $HERMES_HOME/profiles/<PROFILE> has no SOUL.md)
+  1  runtime user missing, I/O or s6 failure (register rolls back), register over the slot cap;
+     register as the runtime user: no such profile (the profile directory $HERMES_HOME/profiles/<PROFILE> has no SOUL.md)
   2  usage, invalid profile name
   3  register as root: the slot already exists
   4  register/unregister as the runtime user: the registrar did not act within --timeout";
