@@ -3,9 +3,9 @@
 //! from `HERMES_S6_OVERLAY_DIR`, the real hermes-agent from wheels downloaded on the host), then the
 //! container suite or one booted container.
 
-mod base;
+pub(crate) mod base;
 mod compat;
-mod engine;
+pub(crate) mod engine;
 mod inputs;
 
 pub use inputs::app_lock;

@@ -6,8 +6,10 @@
 //! - `docker-test`: build the test image and run the container suite.
 //! - `run`: build the test image and boot it.
 //! - `bench`: the side-by-side benchmarks.
+//! - `cross`: the MSRV build for x86_64 and aarch64 and the aarch64 tests under emulation.
 
 mod bench;
+mod cross;
 mod docker;
 mod fuzz;
 mod setup;
@@ -20,10 +22,12 @@ const USAGE: &str = "usage: cargo xtask <task> [args]
 
 tasks:
   test          install what the tests need (as root), check fmt + clippy, run all tests, a 60 s run of each
-                fuzz target, then the container suite (--no-fuzz, --no-docker: leave those out)
+                fuzz target, the container suite, then `cross` (--no-fuzz, --no-docker, --no-cross: leave
+                those out)
   docker-test   build the test image and run the container suite
   run           build the test image and boot a container from it
   bench         run the side-by-side benchmarks and print the table
+  cross         build with Debian's Rust 1.85 for x86_64 and aarch64, run the aarch64 tests under qemu
   app-lock      pin a hermes-agent release and its dependencies for the image (docker/app/requirements.txt)
   fuzz          run the fuzz targets (nightly, cargo-fuzz) [--seconds N per target, default 60] [TARGET…]";
 
@@ -39,6 +43,7 @@ fn main() {
         "docker-test" => docker::docker_test(rest),
         "run" => docker::run_image(rest),
         "bench" => bench::run(rest),
+        "cross" => cross::run(rest),
         "fuzz" => fuzz::run(rest),
         "app-lock" => docker::app_lock(rest),
         "-h" | "--help" | "help" => {
@@ -59,11 +64,12 @@ fn main() {
 /// The project's test command (the README's, and CI's through `.ci/run`).
 fn test(args: &[String]) -> Result<()> {
     for a in args {
-        if !["--no-docker", "--no-fuzz"].contains(&a.as_str()) {
-            bail!("unknown test option '{a}' (--no-docker, --no-fuzz)");
+        if !["--no-docker", "--no-fuzz", "--no-cross"].contains(&a.as_str()) {
+            bail!("unknown test option '{a}' (--no-docker, --no-fuzz, --no-cross)");
         }
     }
     let with_docker = !args.iter().any(|a| a == "--no-docker");
+    let with_cross = !args.iter().any(|a| a == "--no-cross");
     let with_fuzz = !args.iter().any(|a| a == "--no-fuzz");
     setup::ensure_packages(&setup::TEST_PACKAGES)?;
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
@@ -92,6 +98,9 @@ fn test(args: &[String]) -> Result<()> {
     }
     if with_docker {
         docker::docker_test(&[])?;
+    }
+    if with_cross {
+        cross::run(&[])?;
     }
     Ok(())
 }

@@ -39,6 +39,12 @@ pub fn temp_name(name: &OsStr) -> SysResult<OsString> {
     Ok(OsString::from_vec(b))
 }
 
+/// `st_nlink` as `u64`: the kernel's `stat` has it 64-bit on x86_64 but 32-bit on aarch64.
+#[allow(clippy::useless_conversion)]
+pub fn nlink_of(st: &rustix::fs::Stat) -> u64 {
+    u64::from(st.st_nlink)
+}
+
 /// The result of looking an entry up without following symlinks.
 #[derive(Debug)]
 pub enum Entry<T> {
@@ -81,7 +87,7 @@ impl Meta {
             uid: st.st_uid,
             gid: st.st_gid,
             perm: st.st_mode & 0o7777,
-            nlink: st.st_nlink,
+            nlink: nlink_of(st),
             kind: FileType::from_raw_mode(st.st_mode),
             size: st.st_size as u64,
         }

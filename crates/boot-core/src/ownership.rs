@@ -458,7 +458,7 @@ impl<'r> Walk<'r> {
             Verdict::Right => return Flow::Continue,
             Verdict::Change => {}
             Verdict::HardLinked => {
-                self.refuse_hardlink(name, st.st_nlink);
+                self.refuse_hardlink(name, guarded::nlink_of(st));
                 return Flow::Continue;
             }
             Verdict::Unreadable => {
@@ -511,7 +511,7 @@ impl<'r> Walk<'r> {
         match self.judge_entry(&now) {
             Verdict::Change => Ok(Some(fd)),
             Verdict::HardLinked => {
-                self.refuse_hardlink(name, now.st_nlink);
+                self.refuse_hardlink(name, guarded::nlink_of(&now));
                 Ok(None)
             }
             // Changed meanwhile; the next boot judges it anew.
@@ -525,7 +525,7 @@ impl<'r> Walk<'r> {
             st.st_uid,
             st.st_gid,
             st.st_mode & 0o7777,
-            st.st_nlink,
+            guarded::nlink_of(st),
             kind == FileType::Directory,
             kind == FileType::Symlink,
         )

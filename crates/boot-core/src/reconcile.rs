@@ -739,7 +739,7 @@ fn open_log(
     // file) to this name; root must not append to it then. Stricter than CM-05's rule (which spares
     // files the runtime user owns): the walk's accepted race (CM-08) can leave a foreign file owned by
     // the runtime user, and the boot log never needs a second name.
-    if st.st_nlink > 1 {
+    if crate::guarded::nlink_of(&st) > 1 {
         report.warn(format_args!(
             "refusing write of hard-linked file {} ({} links) — continuing",
             crate::report::display_path(&path),

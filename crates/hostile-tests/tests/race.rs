@@ -140,7 +140,7 @@ fn attack(name: &str, targets: &[&str], default_boots: u64) {
         let mut problems = Vec::new();
         let mut c = r.command(&stage2);
         // GID remaps in both directions make every boot walk the targeted trees (S2-11).
-        c.env("HERMES_GID", if n.is_multiple_of(2) { "10000" } else { "10001" })
+        c.env("HERMES_GID", if n % 2 == 0 { "10000" } else { "10001" })
             .env("XDG_RUNTIME_DIR", "/tmp/xdg")
             .env("HERMES_REAL_HOME", "/tmp/realhome")
             .env("HERMES_GATEWAY_BOOTSTRAP_STATE", "running");

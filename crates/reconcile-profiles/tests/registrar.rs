@@ -458,7 +458,7 @@ fn register_as_the_runtime_user_needs_soul_md() {
     let help = run(r.command(BIN).arg("--help"));
     assert!(
         help.stdout
-            .contains("register as the runtime user: no\n     such profile"),
+            .contains("register as the runtime user: no such profile"),
         "{}",
         help.stdout
     );

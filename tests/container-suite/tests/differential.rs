@@ -15,7 +15,7 @@ const WORK: &str = "/tmp/differential";
 
 /// Runs both reconcilers on a fresh copy of one generated volume; returns (application, ours) per profile.
 fn compare(c: &Container, argv: &[&str], generate_args: &str) -> Result<(Summary, Summary)> {
-    let cmdline: String = argv.iter().map(|a| format!("{a}\\000")).collect();
+    let cmdline: String = argv.iter().flat_map(|a| [*a, "\\000"]).collect();
     let py_argv: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
     let script = format!(
         r#"set -e

@@ -122,7 +122,7 @@ pub fn generate(h: &Path, n: usize) -> Result<Volume> {
             rel.push_str("/lvl");
             g.dir(&rel)?;
             made += 1;
-            if made.is_multiple_of(10) {
+            if made % 10 == 0 {
                 g.file(&format!("{rel}/notes.md"))?;
                 made += 1;
             }

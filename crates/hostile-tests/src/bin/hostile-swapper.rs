@@ -229,7 +229,7 @@ fn main() {
     let mut c = Counts::default();
     let mut i: u64 = 0;
     loop {
-        if i.is_multiple_of(32) && a.stop.exists() {
+        if i % 32 == 0 && a.stop.exists() {
             break;
         }
         i += 1;
