@@ -14,7 +14,11 @@
 #   RUST_BUILDER_IMAGE    image of the compile stage; set it to BASE_IMAGE when
 #                         BINARIES=prebuilt, so no unavailable image is needed
 #   BINARIES              build | prebuilt   (prebuilt: PREBUILT_DIR in the context
-#                         holds the four release binaries)
+#                         holds the four release binaries, of the image's architecture)
+#   TARGETARCH            amd64 | arm64: the image's architecture (BuildKit sets it;
+#                         else the build machine's, from dpkg). It picks the
+#                         s6-overlay tarball and its pinned sha256, and prebuilt
+#                         binaries of another architecture are refused.
 #   S6_OVERLAY_SOURCE     download | local   (local: S6_OVERLAY_LOCAL_DIR in the
 #                         context holds the release tarballs and a SHA256SUMS file)
 #   HERMES_APP            pypi | wheels | none   (wheels: docker/app/wheels/ holds
@@ -33,6 +37,8 @@ ARG RUST_BUILDER_IMAGE=rust:1-bookworm
 # --- the four Rust programs ----------------------------------------------------
 FROM ${RUST_BUILDER_IMAGE} AS programs
 ARG BINARIES=build
+# The image's architecture: given by BuildKit, else the build machine's.
+ARG TARGETARCH
 ARG PREBUILT_DIR=target/docker-bin
 WORKDIR /src
 COPY . /src
@@ -46,9 +52,19 @@ RUN set -eu; \
           -p stage2-setup -p supervise-perms -p reconcile-profiles -p main-wrapper; \
         for p in $progs; do cp "target/release/$p" /out/; done ;; \
       prebuilt) \
+        debarch=${TARGETARCH:-$(dpkg --print-architecture)}; \
+        case "$debarch" in \
+          amd64) arch=x86_64; machine=3e00 ;; \
+          arm64) arch=aarch64; machine=b700 ;; \
+          *) echo "BINARIES=prebuilt: architecture $debarch is not supported (amd64 or arm64)" >&2; exit 1 ;; \
+        esac; \
         for p in $progs; do \
           if [ ! -f "$PREBUILT_DIR/$p" ]; then \
             echo "BINARIES=prebuilt: $PREBUILT_DIR/$p is missing from the build context" >&2; exit 1; \
+          fi; \
+          got=$(od -An -tx1 -j18 -N2 "$PREBUILT_DIR/$p" | tr -d ' \n'); \
+          if [ "$got" != "$machine" ]; then \
+            echo "BINARIES=prebuilt: $PREBUILT_DIR/$p is not an $arch program (ELF machine $got, want $machine for $debarch); build it with --target $arch-unknown-linux-gnu" >&2; exit 1; \
           fi; \
           cp "$PREBUILT_DIR/$p" /out/; \
         done ;; \

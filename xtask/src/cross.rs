@@ -78,6 +78,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .args(["-w", "/src", IMAGE, "sh", "/src/docker/cross/run.sh"]);
     let run = Instant::now();
     run_checked(&mut c, "the cross build and the emulated tests")?;
+    check_prebuilt_architecture(&root, &out)?;
     eprintln!(
         "xtask cross: container {:.0} s, {:.0} s in all",
         run.elapsed().as_secs_f64(),
@@ -157,4 +158,49 @@ impl Drop for Binfmt {
             let _ = fs::write(entry, "-1");
         }
     }
+}
+
+/// The Dockerfile's prebuilt-binaries stage takes the aarch64 programs for arm64 and refuses them, naming
+/// the architecture, for amd64.
+fn check_prebuilt_architecture(root: &Path, out: &Path) -> Result<()> {
+    const PROGRAMS: [&str; 4] = [
+        "stage2-setup",
+        "supervise-perms",
+        "reconcile-profiles",
+        "main-wrapper",
+    ];
+    let staged = root.join("target").join("docker-bin-aarch64");
+    fs::create_dir_all(&staged).with_context(|| format!("cannot create {}", staged.display()))?;
+    for p in PROGRAMS {
+        let from = out.join("target/aarch64-unknown-linux-gnu/debug").join(p);
+        fs::copy(&from, staged.join(p)).with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    let build = |arch: &str| {
+        Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .current_dir(root)
+            .args(["build", "-q", "--target", "programs"])
+            .args(["--build-arg", &format!("RUST_BUILDER_IMAGE={}", base::BASE_TAG)])
+            .args(["--build-arg", "BINARIES=prebuilt"])
+            .args(["--build-arg", "PREBUILT_DIR=target/docker-bin-aarch64"])
+            .args(["--build-arg", &format!("TARGETARCH={arch}")])
+            .arg(".")
+            .output()
+            .context("cannot start docker build")
+    };
+    let arm = build("arm64")?;
+    if !arm.status.success() {
+        bail!(
+            "the programs stage refused aarch64 binaries for arm64:\n{}",
+            String::from_utf8_lossy(&arm.stderr)
+        );
+    }
+    let amd = build("amd64")?;
+    let said = String::from_utf8_lossy(&amd.stdout).into_owned() + &String::from_utf8_lossy(&amd.stderr);
+    let want = "target/docker-bin-aarch64/stage2-setup is not an x86_64 program";
+    if amd.status.success() || !said.contains(want) {
+        bail!("the programs stage did not refuse aarch64 binaries for amd64 with \"{want}\":\n{said}");
+    }
+    eprintln!("xtask cross: BINARIES=prebuilt takes aarch64 programs for arm64 and refuses them for amd64");
+    Ok(())
 }
