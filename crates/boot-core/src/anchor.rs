@@ -61,6 +61,14 @@ fn step(trust: Trust, m: &Meta) -> Result<Trust, String> {
     }
 }
 
+impl Dir {
+    /// Opens an anchor, an absolute path root starts from: resolved from `/` under the rule above, the
+    /// last component opened with `O_DIRECTORY|O_NOFOLLOW`.
+    pub fn open_anchor(root: &RootPrefix, path: &Path) -> SysResult<Entry<Dir>> {
+        resolve(root, path, None).map(|(e, _)| e)
+    }
+}
+
 /// Resolves every component of `path` as a directory under the rule above and returns the last,
 /// opened `O_NOFOLLOW`. With `create`, missing components are made (root 0755, like `mkdir -p`), and a
 /// dry run reports the first one and returns `Missing`. The path alongside names the component the

@@ -147,62 +147,47 @@ impl<'d> NewFile<'d> {
 
     /// Puts the file in place of `dir/name`, whatever stood there.
     pub fn publish_over(mut self, name: &OsStr) -> SysResult<()> {
-        let dir = self.dir;
-        if self.temp.is_none() {
-            // rename(2) needs a name to move: link the unnamed file under a fresh temporary first.
-            let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-            let mut tries = 0;
-            loop {
-                let tmp = temp_name(name)?;
-                match rustix::fs::linkat(
-                    CWD,
-                    via.as_str(),
-                    dir.fd(),
-                    tmp.as_os_str(),
-                    AtFlags::SYMLINK_FOLLOW,
-                ) {
-                    Ok(()) => {
-                        self.temp = Some(tmp);
-                        break;
-                    }
-                    Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
-                    Err(e) => return Err(SysError::new("create", dir.child(&tmp), e)),
-                }
-            }
-        }
-        let tmp = self.temp.clone().unwrap_or_default();
-        rustix::fs::renameat(dir.fd(), tmp.as_os_str(), dir.fd(), name)
+        let tmp = self.named_temp(name)?;
+        rustix::fs::renameat(self.dir.fd(), tmp.as_os_str(), self.dir.fd(), name)
             .map_err(|e| SysError::new("rename", &self.shown, e))?;
         self.temp = None;
-        sync_dir(dir);
+        sync_dir(self.dir);
         Ok(())
     }
 
     /// Keeps the file under its random temporary name (linking an unnamed one first) and returns that
     /// name; the caller renames it later and removes it on failure.
     pub fn keep_as_temp(mut self, name: &OsStr) -> SysResult<OsString> {
-        if self.temp.is_none() {
-            let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-            let mut tries = 0;
-            loop {
-                let tmp = temp_name(name)?;
-                match rustix::fs::linkat(
-                    CWD,
-                    via.as_str(),
-                    self.dir.fd(),
-                    tmp.as_os_str(),
-                    AtFlags::SYMLINK_FOLLOW,
-                ) {
-                    Ok(()) => {
-                        self.temp = Some(tmp);
-                        break;
-                    }
-                    Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
-                    Err(e) => return Err(SysError::new("create", self.dir.child(&tmp), e)),
+        let tmp = self.named_temp(name)?;
+        self.temp = None;
+        Ok(tmp)
+    }
+
+    /// The file's temporary name; an unnamed file is first linked under a fresh one (rename(2) needs a
+    /// name to move).
+    fn named_temp(&mut self, name: &OsStr) -> SysResult<OsString> {
+        if let Some(t) = &self.temp {
+            return Ok(t.clone());
+        }
+        let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        let mut tries = 0;
+        loop {
+            let tmp = temp_name(name)?;
+            match rustix::fs::linkat(
+                CWD,
+                via.as_str(),
+                self.dir.fd(),
+                tmp.as_os_str(),
+                AtFlags::SYMLINK_FOLLOW,
+            ) {
+                Ok(()) => {
+                    self.temp = Some(tmp.clone());
+                    return Ok(tmp);
                 }
+                Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
+                Err(e) => return Err(SysError::new("create", self.dir.child(&tmp), e)),
             }
         }
-        Ok(self.temp.take().unwrap_or_default())
     }
 }
 

@@ -163,23 +163,6 @@ impl Dir {
         }
     }
 
-    /// Opens an anchor, an absolute path root starts from: resolved from `/` under the unsafe-transition
-    /// rule of [`crate::anchor`], the last component opened with `O_DIRECTORY|O_NOFOLLOW`.
-    pub fn open_anchor(root: &RootPrefix, path: &Path) -> SysResult<Entry<Dir>> {
-        crate::anchor::resolve(root, path, None).map(|(e, _)| e)
-    }
-
-    /// Opens `path` with no symlink anywhere: the root prefix (or `/`) is trusted, every component below it
-    /// is opened no-follow. Used for paths from the environment that must not lead root astray (S2-14).
-    /// On a symlink the returned path names the offending component.
-    pub fn open_strict(root: &RootPrefix, path: &Path) -> SysResult<(Entry<Dir>, PathBuf)> {
-        let top = Dir::open_anchor(root, Path::new("/"))?
-            .found()
-            .ok_or_else(|| SysError::new("open", "/", Errno::ENOENT))?;
-        let rel = path.strip_prefix("/").unwrap_or(path);
-        top.open_path(rel)
-    }
-
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

@@ -135,6 +135,20 @@ struct DirId {
     perm: u32,
 }
 
+impl DirId {
+    /// From a `stat` (no mount id).
+    fn from_stat(st: &rustix::fs::Stat) -> DirId {
+        DirId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mnt_id: None,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            perm: st.st_mode & 0o7777,
+        }
+    }
+}
+
 /// One directory on the walk's stack.
 struct Frame {
     /// `None` while released to stay within [`MAX_DIR_FDS`].
@@ -462,15 +476,7 @@ impl<'r> Walk<'r> {
                 return Flow::Continue;
             }
             Verdict::Unreadable => {
-                let id = DirId {
-                    dev: st.st_dev,
-                    ino: st.st_ino,
-                    mnt_id: None,
-                    uid: st.st_uid,
-                    gid: st.st_gid,
-                    perm: st.st_mode & 0o7777,
-                };
-                self.note_left(self.entry_path_bytes(name), &id);
+                self.note_left(self.entry_path_bytes(name), &DirId::from_stat(st));
                 return Flow::Continue;
             }
         }
@@ -722,15 +728,7 @@ impl<'r> Walk<'r> {
                 Err(e) => return Err(e),
             }
         }
-        let st = rustix::fs::fstat(fd)?;
-        Ok(DirId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            mnt_id: None,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            perm: st.st_mode & 0o7777,
-        })
+        Ok(DirId::from_stat(&rustix::fs::fstat(fd)?))
     }
 
     /// Prints a progress line every `progress_every` on long walks (the clock is read every 256 entries).
