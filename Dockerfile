@@ -181,6 +181,8 @@ RUN set -eu; \
 #   S6_BEHAVIOUR_IF_STAGE2_FAILS=2  a failing cont-init step stops the container
 #   S6_CMD_RECEIVE_SIGNALS=1        docker stop signals the command, whose exit status
 #                                   becomes the container's
+#   S6_SERVICES_GRACETIME=200       stage 3's waits after every service is already down:
+#   S6_KILL_GRACETIME=200           200 ms instead of 3 s each (docker stop 3.6 s -> 0.8 s)
 ENV HERMES_HOME=/opt/data \
     HERMES_WRITE_SAFE_ROOT=/opt/data:/tmp/hermes-files \
     HERMES_DISABLE_LAZY_INSTALLS=1 \
@@ -189,6 +191,8 @@ ENV HERMES_HOME=/opt/data \
     PYTHONDONTWRITEBYTECODE=1 \
     S6_BEHAVIOUR_IF_STAGE2_FAILS=2 \
     S6_CMD_RECEIVE_SIGNALS=1 \
+    S6_SERVICES_GRACETIME=200 \
+    S6_KILL_GRACETIME=200 \
     PATH=/opt/hermes/bin:/opt/hermes/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 LABEL org.opencontainers.image.title="hermes-agent" \
