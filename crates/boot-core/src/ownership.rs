@@ -170,7 +170,7 @@ enum Flow {
 struct Walk<'r> {
     report: &'r Report,
     owner: (u32, u32),
-    handover: Handover,
+    handover: &'r Handover,
     /// Entries left with their owner because the runtime user could not read them ([`Verdict::Unreadable`]).
     left: u64,
     /// The first of them: path, uid, gid and mode, for the warning.
@@ -199,12 +199,18 @@ struct Walk<'r> {
 }
 
 impl<'r> Walk<'r> {
-    fn new(report: &'r Report, parent: &Dir, name: &OsStr, handover: &Handover, opts: Options) -> Walk<'r> {
+    fn new(
+        report: &'r Report,
+        parent: &Dir,
+        name: &OsStr,
+        handover: &'r Handover,
+        opts: Options,
+    ) -> Walk<'r> {
         let target = parent.child(name).into_os_string().into_vec();
         Walk {
             report,
             owner: handover.owner,
-            handover: handover.clone(),
+            handover,
             left: 0,
             first_left: None,
             dry_run: report.dry_run(),

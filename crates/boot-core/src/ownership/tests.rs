@@ -597,13 +597,8 @@ fn released_ancestor_that_moved_abandons_the_walk() {
     std::fs::create_dir_all(&p).unwrap();
     let parent = anchor(t.path());
     let report = Report::stage2(false);
-    let mut w = Walk::new(
-        &report,
-        &parent,
-        OsStr::new("data"),
-        &handover(),
-        Options::default(),
-    );
+    let rule = handover();
+    let mut w = Walk::new(&report, &parent, OsStr::new("data"), &rule, Options::default());
     // Walk down the chain the way `descend` does, then move a released ancestor away before coming back up.
     let fd = w.open_dir(parent.fd(), c"data", false).unwrap();
     w.held = 1;
@@ -669,13 +664,8 @@ fn entries_vanishing_during_the_walk_are_skipped_silently() {
     // Vanished names the walk was told about but that are gone by the time it looks.
     let parent = anchor(t.path());
     let report = Report::stage2(false);
-    let mut w = Walk::new(
-        &report,
-        &parent,
-        OsStr::new("data"),
-        &handover(),
-        Options::default(),
-    );
+    let rule = handover();
+    let mut w = Walk::new(&report, &parent, OsStr::new("data"), &rule, Options::default());
     let fd = w.open_dir(parent.fd(), c"data", false).unwrap();
     let mut subdirs = Vec::new();
     assert!(matches!(

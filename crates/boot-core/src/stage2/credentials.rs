@@ -142,7 +142,7 @@ fn chown_one(ctx: &Ctx, dir: &Dir, name: &OsStr) {
     match dir.stat(name) {
         Ok(Some(m)) if m.is_symlink() => ctx.report.warn_refusing("chown", &dir.child(name)),
         Ok(Some(m)) => {
-            if let Err(e) = hand_over_entry(dir, ctx.report, name, &m, &ctx.handover()) {
+            if let Err(e) = hand_over_entry(dir, ctx.report, name, &m, &ctx.handover) {
                 ctx.report.warn_err(&e);
             }
         }
@@ -170,7 +170,7 @@ fn open_sub(ctx: &Ctx, parent: &Dir, name: &OsStr) -> Option<Dir> {
 /// Gives the directory to u:g when the repair may ([`crate::handover`]); `false` when it kept its owner,
 /// and then nothing in it is handed over either.
 fn chown_dir(ctx: &Ctx, d: &Dir) -> bool {
-    match hand_over_dir(d, ctx.report, &ctx.handover()) {
+    match hand_over_dir(d, ctx.report, &ctx.handover) {
         Ok(allowed) => allowed,
         Err(e) => {
             ctx.report.warn_err(&e);

@@ -43,8 +43,9 @@ pub(crate) struct Ctx<'a> {
     pub account: Account,
     /// The user's uid before this run changed anything (hard-link rule of CM-05).
     pub u0: u32,
-    /// H's owner when this run started: the previous runtime uid (0 for a fresh volume).
-    pub previous_uid: u32,
+    /// What the ownership repair may hand over to the runtime user, judged against H's owner when this
+    /// run started (the previous runtime uid).
+    pub handover: crate::handover::Handover,
     pub is_root: bool,
     /// `$HERMES_HOME`, in-container.
     pub home: PathBuf,
@@ -62,11 +63,6 @@ impl Ctx<'_> {
     /// The owner new files get: u:g when root (files a non-root run creates are its own anyway).
     pub fn new_file_owner(&self) -> Option<(u32, u32)> {
         self.is_root.then(|| self.owner())
-    }
-
-    /// What the ownership repair may hand over to the runtime user.
-    pub fn handover(&self) -> crate::handover::Handover {
-        crate::handover::Handover::new(&self.account, self.u0, self.previous_uid)
     }
 
     pub fn user(&self) -> &str {
@@ -110,12 +106,13 @@ pub fn run(opts: &Options) -> i32 {
     // Before any repair: H's owner is the uid the previous container ran as (the runtime user cannot
     // chown H), which is what the repair may treat as the user's own.
     let previous_uid = home_dir.as_ref().and_then(|h| h.meta().ok()).map_or(0, |m| m.uid);
+    let handover = crate::handover::Handover::new(&id.account, id.u0, previous_uid);
     let ctx = Ctx {
         root,
         report: &report,
         account: id.account,
         u0: id.u0,
-        previous_uid,
+        handover,
         is_root: id.is_root,
         home,
         home_dir,

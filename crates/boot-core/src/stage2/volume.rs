@@ -121,10 +121,10 @@ pub fn repair_ownership(ctx: &Ctx) {
         Ok(m) => m,
         Err(e) => return ctx.report.warn_err(&e),
     };
-    let handover = ctx.handover();
+    let handover = &ctx.handover;
     let walk = |rel: &str| {
         if let Some((parent, name)) = parent_of(ctx, home, rel, "recursive chown") {
-            ownership::repair(ctx.report, &parent, OsStr::new(&name), &handover);
+            ownership::repair(ctx.report, &parent, OsStr::new(&name), handover);
         }
     };
     let targeted = hmeta.uid != u || hmeta.gid != g;
@@ -147,7 +147,7 @@ pub fn repair_ownership(ctx: &Ctx) {
     if let Some((logs, name)) = parent_of(ctx, home, "logs/gateways", "chown") {
         match logs.stat(&name) {
             Ok(Some(m)) if m.is_dir() => {
-                if let Err(e) = hand_over_entry(&logs, ctx.report, OsStr::new(&name), &m, &handover) {
+                if let Err(e) = hand_over_entry(&logs, ctx.report, OsStr::new(&name), &m, handover) {
                     ctx.report.warn_err(&e);
                 }
             }
@@ -169,7 +169,7 @@ pub fn repair_ownership(ctx: &Ctx) {
 pub fn repair_top_level(ctx: &Ctx) {
     let Some(home) = &ctx.home_dir else { return };
     let caller = crate::guarded::euid();
-    let handover = ctx.handover();
+    let handover = &ctx.handover;
     for &name in TOP_LEVEL_ALLOWLIST {
         let os = OsStr::new(name);
         let mut m = match home.stat(os) {
@@ -185,7 +185,7 @@ pub fn repair_top_level(ctx: &Ctx) {
             continue;
         }
         if ctx.is_root {
-            match hand_over_entry(home, ctx.report, os, &m, &handover) {
+            match hand_over_entry(home, ctx.report, os, &m, handover) {
                 Ok(true) if !ctx.report.dry_run() => match home.stat(os) {
                     Ok(Some(now)) if now.ino == m.ino => m = now,
                     Ok(_) => continue,
