@@ -5,6 +5,7 @@
 //! scratch directory) and returns its markdown; add one by writing a module with a `run(&Ctx)` function
 //! and listing it in [`SECTIONS`].
 
+mod lifecycle;
 mod measure;
 mod reconcile;
 mod scratch;
@@ -27,7 +28,8 @@ const USAGE: &str = "usage: cargo xtask bench [--runs N] [--fast-runs N] [--size
                     p90 are reported
   --sizes N,…       data volume sizes in entries (default 10000,100000)
   --profiles N,…    profile counts for reconcile-profiles (default 10,500)
-  --only NAME       run one section (volume, reconcile, wrapper)
+  --only NAME       run one section (volume, reconcile, wrapper, lifecycle: the container's
+                    start, stop and restart on the Docker engine, at least 10 runs each)
   --dir DIR         where the generated trees go (default: the system temp directory)";
 
 /// What every section may use.
@@ -71,6 +73,10 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "wrapper",
         run: wrapper::run,
+    },
+    Section {
+        name: "lifecycle",
+        run: lifecycle::run,
     },
 ];
 

@@ -278,6 +278,17 @@ fn build_binaries(root: &Path) -> Result<()> {
 pub(crate) fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Result<()> {
     inputs::stage_s6_overlay(root, s6_source)?;
     let s6_version = inputs::s6_overlay_version(s6_source)?;
+    eprintln!(
+        "xtask: docker build -t {image} (prebuilt binaries, s6-overlay {s6_version} from {}, hermes-agent from {})",
+        s6_source.display(),
+        inputs::WHEELS_DIR
+    );
+    build_checked(test_image_build(root, image, None))
+}
+
+/// The test image's `docker build` (of the Dockerfile's stage `target`, or the whole image), with the
+/// build arguments that select the offline inputs.
+fn test_image_build(root: &Path, image: &str, target: Option<&str>) -> Command {
     let mut cmd = Command::new("docker");
     // The classic builder is what the Dockerfile is written for; host networking lets RUN reach
     // the apt mirror even when the daemon runs without a bridge.
@@ -296,12 +307,43 @@ pub(crate) fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Re
     ] {
         cmd.arg("--build-arg").arg(format!("{k}={v}"));
     }
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
     cmd.arg(".");
-    eprintln!(
-        "xtask: docker build -t {image} (prebuilt binaries, s6-overlay {s6_version} from {}, hermes-agent from {})",
-        s6_source.display(),
-        inputs::WHEELS_DIR
+    cmd
+}
+
+/// The test image (engine, base image, binaries, wheels, `docker build`), for the benchmarks.
+pub(crate) fn prepare_test_image(image: &str) -> Result<()> {
+    prepare_image(&mut Timings(Vec::new()), image, false, false)
+}
+
+/// An image of the base with the same s6-overlay release as the test image and nothing of the project:
+/// the Dockerfile's `s6-overlay` stage laid over the base, `/init` as the entrypoint. Call after
+/// [`prepare_test_image`], which stages the release files.
+pub(crate) fn build_overlay_only_image(image: &str) -> Result<()> {
+    let root = setup::workspace_root();
+    let stage = format!("{image}-stage");
+    // The classic builder still builds the stages before the target; both are cached from the test image.
+    build_checked(test_image_build(&root, &stage, Some("s6-overlay")))?;
+    let dir = target_dir(&root).join("overlay-only-image");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dockerfile = format!(
+        "FROM {stage} AS overlay\nFROM {base}\nCOPY --from=overlay /out/ /\n\
+         RUN rm -f /.s6-overlay-version\nENTRYPOINT [\"/init\"]\n",
+        base = base::BASE_TAG
     );
+    let path = dir.join("Dockerfile");
+    fs::write(&path, dockerfile).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_BUILDKIT", "0")
+        .current_dir(&dir)
+        .args(["build", "-t", image, "."]);
+    build_checked(cmd)
+}
+
+fn build_checked(mut cmd: Command) -> Result<()> {
     let out = cmd.output().context("cannot start docker build")?;
     if !out.status.success() {
         eprintln!(
