@@ -377,11 +377,12 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
     // RP-09: named profiles, in name order, up to the slot cap.
     places.warn_about_limit(report);
     if let Some(h) = &home {
+        let mut named = Vec::new();
         for p in list_profiles(h, report) {
             if unregistered(&p.dir, report, &p.name) {
                 continue;
             }
-            if let Some(why) = places.over_limit(&p.name, actions.len()) {
+            if let Some(why) = places.over_limit(&p.name, actions.len() + named.len()) {
                 report.warn(format_args!("{why} — continuing"));
                 continue;
             }
@@ -393,13 +394,70 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
                 profile: p.name,
             };
             remove_stale_runtime_files(&p.dir, report);
-            if publish(scandir.as_ref(), report, &action, ownership, &account.name) {
-                actions.push(action);
-            }
+            named.push(action);
         }
+        let published = publish_all(scandir.as_ref(), report, &named, ownership, &account.name);
+        actions.extend(
+            named
+                .into_iter()
+                .zip(published)
+                .filter_map(|(a, ok)| ok.then_some(a)),
+        );
         append_boot_log(h, report, &actions, &account);
     }
     0
+}
+
+/// Fewer slots than this are built on this thread alone: starting a worker costs more than it saves.
+const PARALLEL_FROM: usize = 4;
+
+/// Builds and publishes the slots of `actions` (RP-11, RP-12), on as many threads as there are CPUs (at
+/// most four): slots are independent of each other and their cost is system calls, so a container start
+/// with hundreds of profiles keeps every core busy. Report lines come out in `actions`' order; whether
+/// each slot was published is returned in the same order.
+fn publish_all(
+    scandir: Option<&Dir>,
+    report: &Report,
+    actions: &[Action],
+    ownership: SlotOwnership,
+    user: &str,
+) -> Vec<bool> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(1);
+    let Some(scandir) = scandir else {
+        return vec![false; actions.len()];
+    };
+    // A dry run's plan lines would interleave.
+    if workers < 2 || actions.len() < PARALLEL_FROM || report.dry_run() {
+        return actions
+            .iter()
+            .map(|a| publish(Some(scandir), report, a, ownership, user))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::OnceLock<Result<(), ()>>> =
+        (0..actions.len()).map(|_| std::sync::OnceLock::new()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(a) = actions.get(i) else { break };
+                let _ = results[i].set(install(scandir, report, a, ownership, user));
+            });
+        }
+    });
+    actions
+        .iter()
+        .zip(results)
+        .map(|(a, r)| {
+            let ok = r.get().is_some_and(|r| r.is_ok());
+            if ok {
+                report_published(report, a);
+            }
+            ok
+        })
+        .collect()
 }
 
 /// Whether `unregister` asked to keep this profile without a slot; says so once when it did.
@@ -611,6 +669,21 @@ fn publish(
     let Some(scandir) = scandir else {
         return false;
     };
+    let ok = install(scandir, report, action, ownership, user).is_ok();
+    if ok {
+        report_published(report, action);
+    }
+    ok
+}
+
+/// Builds and publishes one slot; a failure is reported here, success by the caller.
+fn install(
+    scandir: &Dir,
+    report: &Report,
+    action: &Action,
+    ownership: SlotOwnership,
+    user: &str,
+) -> Result<(), ()> {
     let spec = SlotSpec {
         profile: &action.profile,
         start: action.started,
@@ -618,21 +691,22 @@ fn publish(
         runtime_user: user,
     };
     match install_slot(scandir, report, &spec, Publish::Replace) {
-        Ok(_) => {
-            report.info(format_args!(
-                "profile={} prior_state={} action={}",
-                action.profile,
-                display_prior(&action.prior),
-                action.verb()
-            ));
-            true
-        }
-        Err(SlotError::Exists) => false,
+        Ok(_) => Ok(()),
+        Err(SlotError::Exists) => Err(()),
         Err(SlotError::Sys(e)) => {
             report.warn_err(&e);
-            false
+            Err(())
         }
     }
+}
+
+fn report_published(report: &Report, action: &Action) {
+    report.info(format_args!(
+        "profile={} prior_state={} action={}",
+        action.profile,
+        display_prior(&action.prior),
+        action.verb()
+    ));
 }
 
 /// Local time as `YYYY-MM-DDTHH:MM:SS±hhmm`.

@@ -243,76 +243,209 @@ impl SlotSpec<'_> {
     }
 }
 
-/// Creates `dir/name` exclusively (never through a symlink) with `mode` and `owner`, then writes it.
-fn write_new(dir: &Dir, name: &str, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
-    let path = dir.child(name);
-    let fd = rustix::fs::openat(
-        dir.fd(),
-        name,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| SysError::new("create", &path, e))?;
-    if let Some((u, g)) = owner {
-        rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g))).map_err(|e| SysError::new("chown", &path, e))?;
-    }
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| SysError::new("chmod", &path, e))?;
-    std::fs::File::from(fd)
-        .write_all(content)
-        .map_err(|e| SysError::new("write", &path, e))
+/// Makes the entries of one staging tree. Nobody else writes there: the staging name is in a scan
+/// directory only root may write or, with user-owned slots, in a tree handed whole to the user who may
+/// write it (B15). So each entry is created with its final mode and given only the owner and mode the
+/// kernel did not already give it: with hundreds of profiles these calls were a fifth of the boot step's
+/// system calls.
+struct Builder {
+    euid: u32,
+    egid: u32,
+    /// Only root may write anywhere in the tree (root-owned slots): a leaf is then given its owner and
+    /// mode by name, without opening it, since nobody can put anything else under that name.
+    private: bool,
+    /// The process umask, from `/proc/self/status`; `None` where the kernel does not say, and then every
+    /// mode is set explicitly.
+    umask: Option<u32>,
 }
 
-fn mkdir_new(dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<Dir> {
-    if !dir.mkdir(name, mode, owner)? {
-        return Err(SysError::new("mkdir", dir.child(name), Errno::EEXIST));
+impl Builder {
+    fn new(ownership: SlotOwnership, scandir: &crate::guarded::Meta) -> Builder {
+        let euid = euid();
+        Builder {
+            euid,
+            egid: crate::guarded::egid(),
+            private: euid == 0
+                && scandir.uid == 0
+                && scandir.perm & 0o022 == 0
+                && matches!(ownership, SlotOwnership::Root { .. } | SlotOwnership::Creator),
+            umask: process_umask(),
+        }
     }
-    match dir.subdir(name)? {
-        Entry::Found(d) => Ok(d),
-        _ => Err(SysError::new("open", dir.child(name), Errno::ELOOP)),
-    }
-}
 
-/// A FIFO with an exact mode and owner, set on the pinned inode (a FIFO cannot be opened without a
-/// reader, and its name could be swapped meanwhile).
-fn mkfifo_new(dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
-    let path = dir.child(name);
-    rustix::fs::mknodat(dir.fd(), name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+    /// Whether a new entry asked for with `mode` may come out different: the umask cut bits, the kernel
+    /// ignores the special bits at creation, or a setgid parent passes its bit on to a directory.
+    fn needs_chmod(&self, mode: u32, dir_in_setgid_parent: bool) -> bool {
+        match self.umask {
+            Some(umask) => mode & 0o7000 != 0 || mode & 0o777 & umask != 0 || dir_in_setgid_parent,
+            None => true,
+        }
+    }
+
+    /// The owner to set on a new entry, if it did not get `owner` at creation: the creator's ids, or the
+    /// group of a setgid parent (`setgid_gid`).
+    fn chown_to(&self, owner: Option<(u32, u32)>, setgid_gid: Option<u32>) -> Option<(u32, u32)> {
+        let given = (self.euid, setgid_gid.unwrap_or(self.egid));
+        owner.filter(|o| *o != given)
+    }
+
+    /// `dir/name`, a new file (never through a symlink) with `content`, `mode` and `owner`. Its parent was
+    /// made by this builder and is not setgid.
+    fn file(
+        &self,
+        dir: &Dir,
+        name: &str,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> SysResult<()> {
+        let path = dir.child(name);
+        let fd = rustix::fs::openat(
+            dir.fd(),
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode & 0o777),
+        )
+        .map_err(|e| SysError::new("create", &path, e))?;
+        if let Some((u, g)) = self.chown_to(owner, None) {
+            rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", &path, e))?;
+        }
+        if self.needs_chmod(mode, false) {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                .map_err(|e| SysError::new("chmod", &path, e))?;
+        }
+        std::fs::File::from(fd)
+            .write_all(content)
+            .map_err(|e| SysError::new("write", &path, e))
+    }
+
+    /// `dir/name`, a new directory, opened. `setgid_gid`: the group of `dir` when `dir` is setgid.
+    fn mkdir(
+        &self,
+        dir: &Dir,
+        setgid_gid: Option<u32>,
+        name: &str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> SysResult<Dir> {
+        let path = dir.child(name);
+        rustix::fs::mkdirat(dir.fd(), name, Mode::from_raw_mode(mode & 0o777))
+            .map_err(|e| SysError::new("mkdir", &path, e))?;
+        let made = match dir.subdir(name)? {
+            Entry::Found(d) => d,
+            _ => return Err(SysError::new("open", path, Errno::ELOOP)),
+        };
+        if let Some((u, g)) = self.chown_to(owner, setgid_gid) {
+            rustix::fs::fchown(made.fd(), Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", &path, e))?;
+        }
+        if self.needs_chmod(mode, setgid_gid.is_some()) {
+            rustix::fs::fchmod(made.fd(), Mode::from_raw_mode(mode))
+                .map_err(|e| SysError::new("chmod", &path, e))?;
+        }
+        Ok(made)
+    }
+
+    /// `dir/name`, a new directory that stays empty here. Its parent was made by this builder and is
+    /// not setgid.
+    fn leaf_dir(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+        if !self.private {
+            return self.mkdir(dir, None, name, mode, owner).map(drop);
+        }
+        let path = dir.child(name);
+        rustix::fs::mkdirat(dir.fd(), name, Mode::from_raw_mode(mode & 0o777))
+            .map_err(|e| SysError::new("mkdir", &path, e))?;
+        self.set_by_name(dir, name, mode, owner)
+    }
+
+    /// Owner, then mode, of an entry of a private tree, by name (`fchmodat` follows a symlink, but
+    /// nobody but root can have put one there).
+    fn set_by_name(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+        if let Some((u, g)) = self.chown_to(owner, None) {
+            rustix::fs::chownat(
+                dir.fd(),
+                name,
+                Some(uid(u)),
+                Some(gid(g)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| SysError::new("chown", dir.child(name), e))?;
+        }
+        if self.needs_chmod(mode, false) {
+            rustix::fs::chmodat(dir.fd(), name, Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(|e| SysError::new("chmod", dir.child(name), e))?;
+        }
+        Ok(())
+    }
+
+    /// A FIFO with an exact mode and owner. Outside a private tree they are set on the pinned inode (a
+    /// FIFO cannot be opened without a reader, and its name could be swapped meanwhile). Its parent was
+    /// made by this builder and is not setgid.
+    fn fifo(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+        let path = dir.child(name);
+        rustix::fs::mknodat(
+            dir.fd(),
+            name,
+            FileType::Fifo,
+            Mode::from_raw_mode(mode & 0o777),
+            0,
+        )
         .map_err(|e| SysError::new("mkfifo", &path, e))?;
-    let fd = rustix::fs::openat(
-        dir.fd(),
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| SysError::new("open", &path, e))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", &path, e))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
-        return Err(SysError::new("mkfifo", &path, Errno::EEXIST));
+        let chown = self.chown_to(owner, None);
+        let chmod = self.needs_chmod(mode, false);
+        if chown.is_none() && !chmod {
+            return Ok(());
+        }
+        if self.private {
+            return self.set_by_name(dir, name, mode, owner);
+        }
+        let fd = rustix::fs::openat(
+            dir.fd(),
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SysError::new("open", &path, e))?;
+        if let Some((u, g)) = chown {
+            rustix::fs::chownat(&fd, c"", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
+                .map_err(|e| SysError::new("chown", &path, e))?;
+        }
+        if chmod {
+            chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
+        }
+        Ok(())
     }
-    if let Some((u, g)) = owner {
-        rustix::fs::chownat(&fd, c"", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
-            .map_err(|e| SysError::new("chown", &path, e))?;
+
+    /// The supervise skeleton of RP-11: made before s6-supervise runs (s6-supervise reuses what it finds),
+    /// so the runtime user can control the service from the first moment the slot is published.
+    fn skeleton(&self, dir: &Dir, ownership: SlotOwnership) -> SysResult<()> {
+        let (owner, event, supervise, control) = match ownership {
+            SlotOwnership::Root { group } => (
+                Some((0, group)),
+                ROOT_EVENT_MODE,
+                ROOT_SUPERVISE_MODE,
+                ROOT_CONTROL_MODE,
+            ),
+            SlotOwnership::Creator => (None, ROOT_EVENT_MODE, ROOT_SUPERVISE_MODE, ROOT_CONTROL_MODE),
+            SlotOwnership::User(owner) => (owner, USER_EVENT_MODE, 0o755, 0o660),
+        };
+        self.leaf_dir(dir, "event", event, owner)?;
+        let sup = self.mkdir(dir, None, "supervise", supervise, owner)?;
+        self.leaf_dir(&sup, "event", event, owner)?;
+        self.fifo(&sup, "control", control, owner)
     }
-    chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))
 }
 
-/// The supervise skeleton of RP-11: made before s6-supervise runs (s6-supervise reuses what it finds), so
-/// the runtime user can control the service from the first moment the slot is published.
-fn make_skeleton(dir: &Dir, ownership: SlotOwnership) -> SysResult<()> {
-    let (owner, event, supervise, control) = match ownership {
-        SlotOwnership::Root { group } => (
-            Some((0, group)),
-            ROOT_EVENT_MODE,
-            ROOT_SUPERVISE_MODE,
-            ROOT_CONTROL_MODE,
-        ),
-        SlotOwnership::Creator => (None, ROOT_EVENT_MODE, ROOT_SUPERVISE_MODE, ROOT_CONTROL_MODE),
-        SlotOwnership::User(owner) => (owner, USER_EVENT_MODE, 0o755, 0o660),
-    };
-    mkdir_new(dir, "event", event, owner)?;
-    let sup = mkdir_new(dir, "supervise", supervise, owner)?;
-    mkdir_new(&sup, "event", event, owner)?;
-    mkfifo_new(&sup, "control", control, owner)
+/// The umask, which `/proc/self/status` reports (Linux 4.7 and later) without changing it: `umask(2)`
+/// can only be read by setting it, and another thread could create a file in between.
+fn process_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(value.trim(), 8).ok()
+    })
 }
 
 /// Builds the complete slot under its staging name (RP-11). The caller publishes it; on error the
@@ -322,31 +455,40 @@ fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<(
     if scandir.stat(&staging)?.is_some() {
         scandir.remove_tree(report, &staging)?;
     }
+    let scan = scandir.meta()?;
+    let b = Builder::new(spec.ownership, &scan);
     let owner = spec.ownership.files();
     let as_root = spec.scripts_are_roots();
-    let slot = mkdir_new(scandir, staging.to_str().unwrap_or_default(), 0o755, owner)?;
-    write_new(&slot, "type", b"longrun\n", 0o644, owner)?;
-    write_new(
+    let setgid_gid = (scan.perm & 0o2000 != 0).then_some(scan.gid);
+    let slot = b.mkdir(
+        scandir,
+        setgid_gid,
+        staging.to_str().unwrap_or_default(),
+        0o755,
+        owner,
+    )?;
+    b.file(&slot, "type", b"longrun\n", 0o644, owner)?;
+    b.file(
         &slot,
         "run",
         render_run(spec.profile, as_root, spec.runtime_user).as_bytes(),
         0o755,
         owner,
     )?;
-    write_new(&slot, "finish", render_finish(as_root).as_bytes(), 0o755, owner)?;
+    b.file(&slot, "finish", render_finish(as_root).as_bytes(), 0o755, owner)?;
     if !spec.start {
-        write_new(&slot, "down", b"", 0o644, owner)?;
+        b.file(&slot, "down", b"", 0o644, owner)?;
     }
-    make_skeleton(&slot, spec.ownership)?;
-    let log = mkdir_new(&slot, "log", 0o755, owner)?;
-    write_new(
+    b.skeleton(&slot, spec.ownership)?;
+    let log = b.mkdir(&slot, None, "log", 0o755, owner)?;
+    b.file(
         &log,
         "run",
         render_log_run(spec.profile, as_root, spec.runtime_user).as_bytes(),
         0o755,
         owner,
     )?;
-    make_skeleton(&log, spec.ownership)
+    b.skeleton(&log, spec.ownership)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -428,14 +570,11 @@ fn publish_staging(
     let staging = staging_name(profile);
     let target = slot_name(profile);
     let result = (|| {
-        // Two rounds at most: the target may appear or vanish between the check and the rename.
+        // Two rounds at most: the target may appear or vanish between the two renames.
         for _ in 0..2 {
-            let exists = scandir.stat(&target)?.is_some();
-            if !exists || mode == Publish::NoReplace {
-                match rename_noreplace(scandir, &staging, &target) {
-                    Err(SlotError::Exists) if mode == Publish::Replace => continue,
-                    other => return other.map(|()| Published::New),
-                }
+            match rename_noreplace(scandir, &staging, &target) {
+                Err(SlotError::Exists) if mode == Publish::Replace => {}
+                other => return other.map(|()| Published::New),
             }
             match swap(scandir, &staging, &target) {
                 Ok(()) => {
@@ -504,7 +643,8 @@ fn install_slot_with(
     swap: Exchange,
 ) -> Result<Published, SlotError> {
     let target = slot_name(spec.profile);
-    let exists = scandir.stat(&target)?.is_some();
+    // Boot mode learns whether the slot exists from the publishing rename itself.
+    let exists = (mode == Publish::NoReplace || report.dry_run()) && scandir.stat(&target)?.is_some();
     if exists && mode == Publish::NoReplace {
         return Err(SlotError::Exists);
     }

@@ -12,7 +12,6 @@
 //! reconciler this program replaces could cost, before it reads a single profile.
 
 use std::fmt::Write as _;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -37,9 +36,10 @@ filler.\n\n## Boundaries\n\n- Never share credentials.\n- Escalate billing quest
 
 /// A generated root prefix with `n` profiles.
 struct ProfileRoot {
+    /// A tmpfs mounted on `<root>/run`, as `/run` is in the container. Declared before `root`, so it is
+    /// unmounted before the tree is removed.
+    _run: Option<TmpfsMount>,
     root: ScratchDir,
-    /// The tmpfs directory `<root>/run` points to, when there is one.
-    _run: Option<ScratchDir>,
     n: usize,
     /// Slots expected to start (`default` included).
     started: usize,
@@ -50,15 +50,9 @@ impl ProfileRoot {
         let root = ScratchDir::new(&ctx.scratch, &format!("hermes-bench-profiles-{n}."))?;
         let r = root.path();
         lay_out_root(r)?;
-        let run = match tmpfs_dir() {
-            Some(shm) => {
-                let run = ScratchDir::new(&shm, "hermes-bench-run.")?;
-                std::fs::remove_dir(r.join("run"))?;
-                symlink(run.path(), r.join("run"))?;
-                Some(run)
-            }
-            None => None,
-        };
+        // A mount, not a symlink to /dev/shm: the programs resolve every path inside the root prefix,
+        // and refuse to leave it.
+        let run = TmpfsMount::new(&r.join("run")).ok();
         std::fs::create_dir_all(r.join("run/service"))?;
         // s6-overlay's /init runs main-wrapper with the container command.
         write(
@@ -121,7 +115,12 @@ impl ProfileRoot {
 
     fn command(&self, ctx: &Ctx) -> Command {
         let mut c = Command::new(ctx.bin("reconcile-profiles"));
-        c.env_clear().env("PATH", PATH).arg("--root").arg(self.path());
+        // Every profile gets its slot: the default cap (64) would leave most of the large set out.
+        c.env_clear()
+            .env("PATH", PATH)
+            .env("HERMES_GATEWAY_LIMIT", (self.n + 1).to_string())
+            .arg("--root")
+            .arg(self.path());
         c
     }
 
@@ -224,16 +223,24 @@ fn starts(i: usize) -> bool {
     matches!(i % 4, 1 | 3)
 }
 
-/// A tmpfs directory for `<root>/run`, from `/proc/mounts`.
-fn tmpfs_dir() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts
-        .lines()
-        .any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 2 && f[1] == "/dev/shm" && f[2] == "tmpfs"
-        })
-        .then(|| PathBuf::from("/dev/shm"))
+/// A tmpfs mounted on a directory for as long as the value lives.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(dir: &Path) -> Result<TmpfsMount> {
+        measure::output(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "mode=0755,size=256m", "tmpfs"])
+                .arg(dir),
+        )?;
+        Ok(TmpfsMount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 /// The interpreter for the baseline: Debian's, not a version manager's shim on PATH.
@@ -261,13 +268,13 @@ pub fn run(ctx: &Ctx) -> Result<String> {
             .args(["-c", "import json, pathlib"]);
         c
     };
+    // Whether every generated root had its tmpfs `/run`; the description is written after the runs.
+    let mut on_tmpfs = true;
     let mut out = String::new();
-    writeln!(out, "## reconcile-profiles boot mode (SPEC §4)\n")?;
-    let on_tmpfs = tmpfs_dir().is_some();
     writeln!(
         out,
         "As root with `--root` on a temporary root prefix; H = `<root>/opt/data` (on the scratch file system), \
-         scan directory `<root>/run/service` ({}), `HERMES_GATEWAY_SLOTS` unset (root-owned slots). Each profile has `SOUL.md`, `config.yaml`, `.env`, \
+         scan directory `<root>/run/service` ({}), `HERMES_GATEWAY_SLOTS` unset (root-owned slots), `HERMES_GATEWAY_LIMIT` one above the profile count. Each profile has `SOUL.md`, `config.yaml`, `.env`, \
          `gateway_state.json` (a quarter each: running asked to stop, running, stopped, running without \
          `desired_state`), a third of them `state/gateway.lifecycle.json`, every fifth a stale \
          `gateway.pid`. *fresh*: the scan directory is emptied before each run, so every slot is built and \
@@ -275,7 +282,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
          exchanged. The three commands run interleaved; the boot log is removed and the stale pid files \
          recreated (untimed) before each run. Baseline: `{} -c 'import json, pathlib'`. Syscalls from one \
          run under `strace -f -c`.\n",
-        if on_tmpfs { "on tmpfs, as `/run` in the container" } else { "on the scratch file system" },
+        "{run}",
         python.display()
     )?;
     writeln!(
@@ -288,6 +295,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     for &n in &ctx.profiles {
         eprintln!("xtask bench: generating {n} profiles");
         let pr = ProfileRoot::new(ctx, n)?;
+        on_tmpfs &= pr._run.is_some();
         pr.verify(ctx)?;
         let runs = if n <= 50 {
             ctx.fast_runs
@@ -390,7 +398,15 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         }
         writeln!(out)?;
     }
-    Ok(out)
+    let run = if on_tmpfs {
+        "on tmpfs, as `/run` in the container"
+    } else {
+        "on the scratch file system: no tmpfs could be mounted"
+    };
+    Ok(format!(
+        "## reconcile-profiles boot mode (SPEC §4)\n\n{}",
+        out.replacen("{run}", run, 1)
+    ))
 }
 
 /// The syscalls that grow with the profile count, per additional profile, largest first.
