@@ -273,20 +273,6 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     let mut out = String::new();
     writeln!(
         out,
-        "As root with `--root` on a temporary root prefix; H = `<root>/opt/data` (on the scratch file system), \
-         scan directory `<root>/run/service` ({}), `HERMES_GATEWAY_SLOTS` unset (root-owned slots), `HERMES_GATEWAY_LIMIT` one above the profile count. Each profile has `SOUL.md`, `config.yaml`, `.env`, \
-         `gateway_state.json` (a quarter each: running asked to stop, running, stopped, running without \
-         `desired_state`), a third of them `state/gateway.lifecycle.json`, every fifth a stale \
-         `gateway.pid`. *fresh*: the scan directory is emptied before each run, so every slot is built and \
-         published. *replaced*: every slot is already there (from the fresh run just before) and is \
-         exchanged. The three commands run interleaved; the boot log is removed and the stale pid files \
-         recreated (untimed) before each run. Baseline: `{} -c 'import json, pathlib'`. Syscalls from one \
-         run under `strace -f -c`.\n",
-        "{run}",
-        python.display()
-    )?;
-    writeln!(
-        out,
         "| profiles | program | runs | median | p90 | vs Python start | syscalls | syscalls/profile |"
     )?;
     writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|")?;
@@ -404,9 +390,26 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         "on the scratch file system: no tmpfs could be mounted"
     };
     Ok(format!(
-        "## reconcile-profiles boot mode (SPEC §4)\n\n{}",
-        out.replacen("{run}", run, 1)
+        "## reconcile-profiles boot mode (SPEC §4)\n\n{}{out}",
+        description(&python, run)
     ))
+}
+
+/// The paragraph above the table; `run` says where the scan directory was.
+fn description(python: &Path, run: &str) -> String {
+    format!(
+        "As root with `--root` on a temporary root prefix; H = `<root>/opt/data` (on the scratch file system), \
+         scan directory `<root>/run/service` ({}), `HERMES_GATEWAY_SLOTS` unset (root-owned slots), `HERMES_GATEWAY_LIMIT` one above the profile count. Each profile has `SOUL.md`, `config.yaml`, `.env`, \
+         `gateway_state.json` (a quarter each: running asked to stop, running, stopped, running without \
+         `desired_state`), a third of them `state/gateway.lifecycle.json`, every fifth a stale \
+         `gateway.pid`. *fresh*: the scan directory is emptied before each run, so every slot is built and \
+         published. *replaced*: every slot is already there (from the fresh run just before) and is \
+         exchanged. The three commands run interleaved; the boot log is removed and the stale pid files \
+         recreated (untimed) before each run. Baseline: `{} -c 'import json, pathlib'`. Syscalls from one \
+         run under `strace -f -c`.\n",
+        run,
+        python.display()
+    )
 }
 
 /// The syscalls that grow with the profile count, per additional profile, largest first.
