@@ -48,9 +48,13 @@ RUN set -eu; \
     case "$BINARIES" in \
       build) \
         locked=; if [ -f Cargo.lock ]; then locked=--locked; fi; \
-        cargo build --release $locked \
-          -p stage2-setup -p supervise-perms -p reconcile-profiles -p main-wrapper; \
-        for p in $progs; do cp "target/release/$p" /out/; done ;; \
+        cargo build --release $locked -p stage2-setup -p supervise-perms -p reconcile-profiles; \
+        for p in stage2-setup supervise-perms reconcile-profiles; do cp "target/release/$p" /out/; done; \
+        # main-wrapper starts before every command and docker exec: linked statically, it skips \
+        # the dynamic loader. The explicit target keeps the flag off build scripts and proc macros. \
+        host=$(rustc -vV | sed -n 's/^host: //p'); \
+        RUSTFLAGS="-C target-feature=+crt-static" cargo build --release $locked -p main-wrapper --target "$host"; \
+        cp "target/$host/release/main-wrapper" /out/ ;; \
       prebuilt) \
         debarch=${TARGETARCH:-$(dpkg --print-architecture)}; \
         case "$debarch" in \

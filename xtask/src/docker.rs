@@ -261,18 +261,52 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn build_binaries(root: &Path) -> Result<()> {
     let mut args = vec!["build", "--release"];
-    for p in PROGRAMS {
+    for p in PROGRAMS.iter().filter(|p| **p != "main-wrapper") {
         args.extend(["-p", p]);
     }
     crate::cargo(&args)?;
+    let wrapper = build_static_main_wrapper()?;
     let release = target_dir(root).join("release");
     let dest = root.join(PREBUILT_DIR);
     fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
     for p in PROGRAMS {
-        let from = release.join(p);
+        let from = if p == "main-wrapper" {
+            wrapper.clone()
+        } else {
+            release.join(p)
+        };
         fs::copy(&from, dest.join(p)).with_context(|| format!("cannot copy {}", from.display()))?;
     }
     Ok(())
+}
+
+/// `main-wrapper` as the image ships it, linked statically (the Dockerfile's build stage does the same):
+/// it starts before every container command and `docker exec`, and a static program skips the dynamic
+/// loader's dozen file opens and mappings. Built for the host's target triple given explicitly, so the
+/// flag reaches this program and not the build scripts and proc macros. Returns the binary's path.
+pub(crate) fn build_static_main_wrapper() -> Result<PathBuf> {
+    let host = host_triple()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo build --release -p main-wrapper --target {host} (static)");
+    run_checked(
+        Command::new(cargo)
+            .current_dir(setup::workspace_root())
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args(["build", "--release", "-p", "main-wrapper", "--target", &host]),
+        "cargo build of the static main-wrapper",
+    )?;
+    Ok(target_dir(&setup::workspace_root())
+        .join(host)
+        .join("release")
+        .join("main-wrapper"))
+}
+
+fn host_triple() -> Result<String> {
+    let out = capture(Command::new("rustc").arg("-vV"), "rustc -vV")?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .context("rustc -vV printed no host triple")
 }
 
 pub(crate) fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Result<()> {

@@ -64,11 +64,17 @@ pub fn read(root: &RootPrefix, report: &Report) -> SysResult<Option<Vec<EnvFile>
         if !is_variable_name(&name) {
             continue;
         }
-        // d_type is only a hint (some file systems report Unknown); the open below checks the real type.
+        // s6-overlay writes this directory as root before any other process runs; where a file system
+        // reports no d_type, the open checks the real type.
         if kind != FileType::RegularFile && kind != FileType::Unknown {
             continue;
         }
-        match dir.read_regular(&name, VALUE_LIMIT) {
+        let read = if kind == FileType::RegularFile {
+            dir.read_listed_file(&name, VALUE_LIMIT)
+        } else {
+            dir.read_regular(&name, VALUE_LIMIT)
+        };
+        match read {
             Ok(Entry::Found(content)) => out.push(EnvFile {
                 value: value_of(&content),
                 name,

@@ -413,6 +413,41 @@ impl Dir {
         Ok(Entry::Found(buf))
     }
 
+    /// [`Dir::read_regular`] for an entry that a listing of this directory reported as a regular file, in
+    /// a directory nobody but its owner writes: the listing's type stands in for the `fstat`, and one
+    /// read that comes back short is the end of the file. Three system calls instead of five, which
+    /// matters where every variable of the container environment is a file read before each command.
+    pub fn read_listed_file(&self, name: impl AsRef<OsStr>, limit: u64) -> SysResult<Entry<Vec<u8>>> {
+        use std::io::Read;
+        const FIRST: usize = 4096;
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        // O_NONBLOCK: should the entry have become a FIFO since the listing, the read does not wait.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(Entry::Missing),
+            Err(rustix::io::Errno::LOOP) => return Ok(Entry::Symlink),
+            Err(e) => return Err(SysError::new("open", self.child(name), e)),
+        };
+        let mut f = std::fs::File::from(fd);
+        let mut buf = vec![0u8; FIRST];
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| SysError::new("read", self.child(name), e))?;
+        buf.truncate(n);
+        if n == FIRST {
+            (&mut f)
+                .take((limit + 1).saturating_sub(FIRST as u64))
+                .read_to_end(&mut buf)
+                .map_err(|e| SysError::new("read", self.child(name), e))?;
+        }
+        if buf.len() as u64 > limit {
+            return Err(SysError::new("read", self.child(name), Errno::EFBIG));
+        }
+        Ok(Entry::Found(buf))
+    }
+
     /// Pins an entry with `O_PATH|O_NOFOLLOW` and checks it is still the entry `expect` describes
     /// (same device and inode). Acting on the pinned descriptor cannot be redirected.
     pub fn pin(&self, name: &OsStr, expect: &Meta) -> SysResult<Option<OwnedFd>> {

@@ -1,7 +1,7 @@
 //! Section `wrapper`: what `main-wrapper` adds to the start of the container's program (SPEC §5).
 //!
 //! Three commands, each started by the same spawn-and-wait loop, interleaved: a bare `/bin/true`;
-//! `main-wrapper /bin/true` as root in the wrapper role on a temporary root prefix (`/proc/1/comm` is
+//! `main-wrapper /bin/true` (linked statically, as the image has it) as root in the wrapper role on a temporary root prefix (`/proc/1/comm` is
 //! `s6-svscan`, `/run/s6/basedir` exists, `HERMES_HOME` unset so the container environment directory is
 //! read, a venv, the privilege drop to 10000:10000); and a POSIX sh chain doing the same work the way the
 //! shell wrapper it replaces did ([`CHAIN`]: `s6-envdir` re-exec, `id -u`, `. bin/activate`,
@@ -101,7 +101,8 @@ impl WrapperRoot {
         // Installed as the image has it (the build directory may be out of the runtime user's reach).
         let bin = r.join("opt/hermes/docker/bin/main-wrapper");
         std::fs::create_dir_all(r.join("opt/hermes/docker/bin"))?;
-        let built = ctx.bin("main-wrapper");
+        // The static build, as the image ships it.
+        let built = crate::docker::build_static_main_wrapper()?;
         if std::fs::hard_link(&built, &bin).is_err() {
             std::fs::copy(&built, &bin).with_context(|| format!("copy {}", built.display()))?;
         }
