@@ -32,6 +32,7 @@ use crate::error::SysError;
 use crate::guarded::{self, Dir};
 use crate::handover::{Handover, Verdict};
 use crate::report::{display_bytes, Report};
+use share::{Share, Task};
 
 /// Directory descriptors the walk holds at most (SPEC CM-08).
 pub const MAX_DIR_FDS: usize = 64;
@@ -71,6 +72,8 @@ pub(crate) struct Options {
     /// Override of `/proc/sys/fs/protected_hardlinks`.
     pub protected_hardlinks: Option<bool>,
     pub progress_every: Duration,
+    /// Threads besides the caller's that share the walk; `None`: one per further CPU, at most three.
+    pub helpers: Option<usize>,
 }
 
 impl Default for Options {
@@ -79,15 +82,26 @@ impl Default for Options {
             force_openat: false,
             protected_hardlinks: None,
             progress_every: PROGRESS_EVERY,
+            helpers: None,
         }
     }
+}
+
+/// Threads besides the caller's for a walk: one per further CPU, at most three (more only queue on the
+/// file system's locks).
+fn default_helpers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1).min(3))
+        .unwrap_or(0)
 }
 
 /// Facts about a walk that are not part of the public result (for tests and benchmarks).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct WalkDiag {
-    /// The most directory descriptors held at once.
+    /// The most directory descriptors held at once (by any one thread).
     pub max_fds_held: usize,
+    /// Subdirectories handed to another thread.
+    pub shared: u64,
 }
 
 pub(crate) fn repair_with(
@@ -97,8 +111,43 @@ pub(crate) fn repair_with(
     handover: &Handover,
     opts: Options,
 ) -> (RepairStats, WalkDiag) {
+    // A dry run's plan lines stay in walk order.
+    let helpers = match report.dry_run() {
+        true => 0,
+        false => opts.helpers.unwrap_or_else(default_helpers),
+    };
+    let share = Share::new();
     let mut walk = Walk::new(report, parent, name, handover, opts);
-    walk.run(parent.fd(), name);
+    if helpers > 0 {
+        walk.share = Some(&share);
+    }
+    std::thread::scope(|s| {
+        let others: Vec<_> = (0..helpers)
+            .map(|_| {
+                // Only the caller's thread prints the progress line.
+                let quiet = Options {
+                    progress_every: Duration::MAX,
+                    ..opts
+                };
+                let mut helper = Walk::new(report, parent, name, handover, quiet);
+                helper.share = Some(&share);
+                s.spawn(move || {
+                    helper.take_tasks(false);
+                    helper
+                })
+            })
+            .collect();
+        walk.run(parent.fd(), name);
+        if helpers > 0 {
+            walk.take_tasks(true);
+        }
+        for h in others {
+            // A helper that panicked has already printed why; what it did is lost from the counts only.
+            if let Ok(h) = h.join() {
+                walk.absorb(&h);
+            }
+        }
+    });
     walk.report_left();
     let stats = walk.stats;
     if !report.dry_run() && stats.changed > 0 {
@@ -196,6 +245,8 @@ struct Walk<'r> {
     progress_every: Duration,
     next_progress: Instant,
     until_clock_check: u32,
+    /// The threads sharing this target's walk, when there are others.
+    share: Option<&'r Share>,
 }
 
 impl<'r> Walk<'r> {
@@ -227,8 +278,65 @@ impl<'r> Walk<'r> {
             held: 0,
             lowest_held: 0,
             progress_every: opts.progress_every,
-            next_progress: Instant::now() + opts.progress_every,
+            next_progress: Instant::now()
+                .checked_add(opts.progress_every)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
             until_clock_check: 0,
+            share: None,
+        }
+    }
+
+    /// Walks subdirectories other threads handed over until there are none left. `was_busy`: this
+    /// thread has just finished its own part of the walk.
+    fn take_tasks(&mut self, was_busy: bool) {
+        let Some(share) = self.share else { return };
+        let mut busy = was_busy;
+        while let Some(task) = share.next(busy) {
+            busy = true;
+            let before = self.stats.checked;
+            self.walk_task(task);
+            share.add_checked(self.stats.checked - before);
+        }
+    }
+
+    /// One handed-over subdirectory: opened and checked (and counted) by the walk that found it.
+    fn walk_task(&mut self, task: Task) {
+        self.frames.clear();
+        self.lowest_held = 0;
+        self.path = task.path;
+        self.held += 1;
+        self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
+        self.push_frame(task.fd, task.id);
+        if let Flow::Abandon = self.list_top() {
+            self.abandon();
+            self.frames.clear();
+            self.held = 0;
+            return;
+        }
+        self.descend();
+        if !self.frames.is_empty() {
+            // Abandoned: the descriptors still held are closed with their frames.
+            self.frames.clear();
+            self.held = 0;
+        }
+    }
+
+    /// What a helper thread did, added to this walk's counts and its one warning about entries left.
+    fn absorb(&mut self, helper: &Walk<'_>) {
+        self.stats.checked += helper.stats.checked;
+        self.stats.changed += helper.stats.changed;
+        self.left += helper.left;
+        if self.first_left.is_none() {
+            self.first_left.clone_from(&helper.first_left);
+        }
+        self.diag.max_fds_held = self.diag.max_fds_held.max(helper.diag.max_fds_held);
+        self.diag.shared += helper.diag.shared;
+    }
+
+    /// Stops this walk, and every thread sharing it.
+    fn abandon(&self) {
+        if let Some(share) = self.share {
+            share.abandon();
         }
     }
 
@@ -291,6 +399,7 @@ impl<'r> Walk<'r> {
         self.path.extend_from_slice(&self.target);
         self.push_frame(fd, id);
         if let Flow::Abandon = self.list_top() {
+            self.abandon();
             return;
         }
         self.descend();
@@ -304,6 +413,10 @@ impl<'r> Walk<'r> {
                 false => self.finish_top(),
             };
             if let Flow::Abandon = flow {
+                self.abandon();
+                return;
+            }
+            if self.share.is_some_and(Share::abandoned) {
                 return;
             }
         }
@@ -379,6 +492,23 @@ impl<'r> Walk<'r> {
             self.note_left(self.entry_path_bytes(name), &id);
             return Flow::Continue;
         }
+        let fd = match self.share.filter(|s| s.wants_work()) {
+            Some(share) => {
+                let task = Task {
+                    fd,
+                    id,
+                    path: self.entry_path_bytes(name),
+                };
+                match share.offer(task) {
+                    Ok(()) => {
+                        self.diag.shared += 1;
+                        return Flow::Continue;
+                    }
+                    Err(task) => task.fd,
+                }
+            }
+            None => fd,
+        };
         self.held += 1;
         self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
         self.path.push(b'/');
@@ -606,6 +736,9 @@ impl<'r> Walk<'r> {
     }
 
     fn give_up_on_chown(&self, err: SysError) {
+        if self.share.is_some_and(|s| !s.first_refusal()) {
+            return;
+        }
         self.report.warn(format_args!(
             "{err} (rootless container or read-only volume?) — continuing"
         ));
@@ -750,7 +883,7 @@ impl<'r> Walk<'r> {
             self.report.info(format_args!(
                 "Ownership of {}: {} entries checked, {} changed so far; still working",
                 display_bytes(&self.target),
-                self.stats.checked,
+                self.stats.checked + self.share.map_or(0, Share::checked_by_tasks),
                 self.stats.changed
             ));
         }
@@ -792,5 +925,6 @@ fn c_name(name: &OsStr) -> Option<std::ffi::CString> {
     std::ffi::CString::new(b).ok()
 }
 
+mod share;
 #[cfg(test)]
 mod tests;

@@ -340,6 +340,53 @@ fn gid_only_difference_is_repaired() {
     assert_eq!(owner(&h), U);
 }
 
+/// A tree wide and deep enough that idle helper threads are handed subdirectories.
+fn wide_tree(t: &Path) -> PathBuf {
+    let h = t.join("data");
+    for d in 0..60 {
+        let dir = h.join(format!("d{d}/inner/deeper"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..8 {
+            std::fs::write(dir.join(format!("f{f}")), b"x").unwrap();
+            std::fs::write(h.join(format!("d{d}/f{f}")), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/shadow", h.join(format!("d{d}/inner/link"))).unwrap();
+    }
+    h
+}
+
+#[test]
+fn a_shared_walk_changes_exactly_what_one_thread_changes() {
+    require_root();
+    let t = tempdir();
+    let alone = wide_tree(&t.path().join("alone"));
+    let shared = wide_tree(&t.path().join("shared"));
+    let one = Options {
+        helpers: Some(0),
+        ..Options::default()
+    };
+    let four = Options {
+        helpers: Some(3),
+        ..Options::default()
+    };
+    let shadow = owner(Path::new("/etc/shadow"));
+    let (s1, d1, w1) = walk(&alone, false, one);
+    let (s4, d4, w4) = walk(&shared, false, four);
+    assert_eq!(d1.shared, 0);
+    assert!(d4.shared > 0, "no subdirectory was handed to another thread");
+    assert_eq!((s1, w1), (s4, w4));
+    assert_eq!(s4.checked, all_paths(&shared).len() as u64);
+    assert_eq!(s4.changed, s4.checked);
+    for p in all_paths(&shared) {
+        assert_eq!(owner(&p), U, "{}", p.display());
+    }
+    assert_eq!(owner(Path::new("/etc/shadow")), shadow, "a symlink was followed");
+    // Warm: nothing left to change, on any thread.
+    let (again, _, w) = walk(&shared, false, four);
+    assert_eq!((again.changed, w), (0, 0));
+    assert!(d4.max_fds_held <= MAX_DIR_FDS);
+}
+
 #[test]
 fn symlinks_are_changed_themselves_and_never_followed() {
     require_root();
