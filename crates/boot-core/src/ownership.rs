@@ -64,6 +64,22 @@ pub fn repair(report: &Report, parent: &Dir, name: &OsStr, handover: &Handover) 
     repair_with(report, parent, name, handover, Options::default()).0
 }
 
+/// [`repair`] with `helpers` threads besides the caller's sharing the walk (0: the caller's alone), for
+/// measuring what the sharing gains.
+pub fn repair_with_helpers(
+    report: &Report,
+    parent: &Dir,
+    name: &OsStr,
+    handover: &Handover,
+    helpers: usize,
+) -> RepairStats {
+    let opts = Options {
+        helpers: Some(helpers),
+        ..Options::default()
+    };
+    repair_with(report, parent, name, handover, opts).0
+}
+
 /// Knobs the tests use to reach code paths this kernel would not take on its own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Options {

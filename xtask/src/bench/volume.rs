@@ -152,6 +152,12 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
             .arg(format!("{uid}:{uid}"));
         c
     };
+    // The same walk without the threads that share it: what the sharing gains.
+    let walk_alone = |uid: u32| {
+        let mut c = walk(uid);
+        c.args(["--helpers", "0"]);
+        c
+    };
 
     // Warm: one untimed run first, so one-time seeds (.env, seed directories) are out of the way and the
     // caches are equally hot for everyone.
@@ -215,7 +221,7 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
         }
         Ok(())
     };
-    let cold_cmds: [Program; 3] = [
+    let cold_cmds: [Program; 4] = [
         ("`chown -R` (upstream)", Box::new(chown_r)),
         (
             "`stage2-setup` with HERMES_UID/HERMES_GID",
@@ -224,6 +230,10 @@ fn measure_volume(ctx: &Ctx, root: &Root, vol: &Volume) -> Result<Vec<Row>> {
         (
             "CM-08 walk of all of H (`repair` example)",
             Box::new(move || walk(REMAP)),
+        ),
+        (
+            "CM-08 walk of all of H on one thread (`repair --helpers 0`)",
+            Box::new(move || walk_alone(REMAP)),
         ),
     ];
     let mut times = vec![Vec::new(); cold_cmds.len()];
@@ -322,7 +332,8 @@ fn check_targets(vol: &Volume, rows: &[Row]) -> Vec<String> {
             .map(|b| rows[i].median.as_secs_f64() / rows[b].median.as_secs_f64())
             .unwrap_or(1.0)
     };
-    // Row order: warm find, warm stage2, warm walk, cold chown -R, cold stage2, cold walk.
+    // Row order: warm find, warm stage2, warm walk, cold chown -R, cold stage2, cold walk, cold walk on
+    // one thread.
     let w = ratio(1);
     v.push(format!(
         "{n} entries, warm `stage2-setup` ≤ 0.6× `find`: {w:.2}× — {}",
