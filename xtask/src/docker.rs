@@ -317,12 +317,12 @@ pub(crate) fn build_test_image(root: &Path, image: &str, s6_source: &Path) -> Re
         s6_source.display(),
         inputs::WHEELS_DIR
     );
-    build_checked(test_image_build(root, image, None))
+    build_checked(test_image_build(root, image, None, true))
 }
 
 /// The test image's `docker build` (of the Dockerfile's stage `target`, or the whole image), with the
-/// build arguments that select the offline inputs.
-fn test_image_build(root: &Path, image: &str, target: Option<&str>) -> Command {
+/// build arguments that select the offline inputs; `fixtures`: with the container suite's doubles.
+fn test_image_build(root: &Path, image: &str, target: Option<&str>, fixtures: bool) -> Command {
     let mut cmd = Command::new("docker");
     // The classic builder is what the Dockerfile is written for; host networking lets RUN reach
     // the apt mirror even when the daemon runs without a bridge.
@@ -337,7 +337,7 @@ fn test_image_build(root: &Path, image: &str, target: Option<&str>) -> Command {
         ("S6_OVERLAY_SOURCE", "local"),
         ("S6_OVERLAY_LOCAL_DIR", inputs::S6_CONTEXT_DIR),
         ("HERMES_APP", "wheels"),
-        ("HERMES_TEST_FIXTURES", "1"),
+        ("HERMES_TEST_FIXTURES", if fixtures { "1" } else { "0" }),
     ] {
         cmd.arg("--build-arg").arg(format!("{k}={v}"));
     }
@@ -348,19 +348,23 @@ fn test_image_build(root: &Path, image: &str, target: Option<&str>) -> Command {
     cmd
 }
 
-/// The test image (engine, base image, binaries, wheels, `docker build`), for the benchmarks.
-pub(crate) fn prepare_test_image(image: &str) -> Result<()> {
-    prepare_image(&mut Timings(Vec::new()), image, false, false)
+/// The image as users get it, from the test image's offline inputs but without the container suite's
+/// doubles (whose migration-helper double alone adds a Python start to every boot), for the benchmarks.
+/// Prepares the engine, the base image, the binaries and the wheels first.
+pub(crate) fn build_bench_image(image: &str) -> Result<()> {
+    prepare_image(&mut Timings(Vec::new()), TEST_IMAGE, false, false)?;
+    eprintln!("xtask: docker build -t {image} (as the test image, without its test doubles)");
+    build_checked(test_image_build(&setup::workspace_root(), image, None, false))
 }
 
 /// An image of the base with the same s6-overlay release as the test image and nothing of the project:
 /// the Dockerfile's `s6-overlay` stage laid over the base, `/init` as the entrypoint. Call after
-/// [`prepare_test_image`], which stages the release files.
+/// [`build_bench_image`], which stages the release files.
 pub(crate) fn build_overlay_only_image(image: &str) -> Result<()> {
     let root = setup::workspace_root();
     let stage = format!("{image}-stage");
     // The classic builder still builds the stages before the target; both are cached from the test image.
-    build_checked(test_image_build(&root, &stage, Some("s6-overlay")))?;
+    build_checked(test_image_build(&root, &stage, Some("s6-overlay"), false))?;
     let dir = target_dir(&root).join("overlay-only-image");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dockerfile = format!(

@@ -4,9 +4,9 @@
 //! Three images: (a) the debootstrapped base image, the floor; (b) the base with the same s6-overlay
 //! release as the project's image and nothing of the project, run once with s6-overlay's defaults and
 //! once with the `S6_*` settings of the project's image (read from the image, so the two cannot drift);
-//! (c) the project's test image (real s6-overlay, real hermes-agent). Every figure is the wall time of the
-//! `docker` client, measured from this side, and the runs of different images are interleaved so a slow
-//! moment of the engine spreads over all of them.
+//! (c) the project's image (real s6-overlay, real hermes-agent; the test image without its doubles).
+//! Every figure is the wall time of the `docker` client, measured from this side, and the runs of
+//! different images are interleaved so a slow moment of the engine spreads over all of them.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -21,7 +21,8 @@ use super::scratch::ScratchDir;
 use super::Ctx;
 use crate::docker;
 
-const PROJECT: &str = "hermes-boot:test";
+/// The project's image as users get it: the test image's inputs without its test doubles.
+const PROJECT: &str = "hermes-boot-bench:image";
 const OVERLAY_ONLY: &str = "hermes-boot-bench:overlay-only";
 /// The fewest runs per figure this section reports.
 const MIN_RUNS: usize = 10;
@@ -58,7 +59,7 @@ impl Variant {
 }
 
 pub fn run(ctx: &Ctx) -> Result<String> {
-    docker::prepare_test_image(PROJECT)?;
+    docker::build_bench_image(PROJECT)?;
     docker::build_overlay_only_image(OVERLAY_ONLY)?;
     let runs = ctx.runs.max(MIN_RUNS);
     let image_s6 = image_s6_settings(PROJECT)?;
