@@ -118,6 +118,9 @@ pub(crate) struct WalkDiag {
     pub max_fds_held: usize,
     /// Subdirectories handed to another thread.
     pub shared: u64,
+    /// Entries changed through an `O_PATH` descriptor checked against their stat (the path taken
+    /// without `fs.protected_hardlinks`).
+    pub pinned: u64,
 }
 
 pub(crate) fn repair_with(
@@ -347,6 +350,7 @@ impl<'r> Walk<'r> {
         }
         self.diag.max_fds_held = self.diag.max_fds_held.max(helper.diag.max_fds_held);
         self.diag.shared += helper.diag.shared;
+        self.diag.pinned += helper.diag.pinned;
     }
 
     /// Stops this walk, and every thread sharing it.
@@ -645,7 +649,10 @@ impl<'r> Walk<'r> {
             rustix::fs::chownat(dfd, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
         } else {
             match self.pin(dfd, name, st) {
-                Ok(Some(fd)) => rustix::fs::chownat(&fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH),
+                Ok(Some(fd)) => {
+                    self.diag.pinned += 1;
+                    rustix::fs::chownat(&fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH)
+                }
                 Ok(None) => return Flow::Continue,
                 Err(e) => Err(e),
             }

@@ -478,6 +478,75 @@ fn hard_link_to_foreign_file_is_refused() {
     assert_eq!((run.checked, run.changed, run.warnings), (4, 2, 1));
 }
 
+/// Regular files, a FIFO, devices, a symlink, an entry whose uid is already right and whose gid is not, and
+/// a foreign hard link, below two levels.
+fn tree_for_both_rules(t: &Path) -> PathBuf {
+    let h = mixed_tree(t);
+    std::fs::write(h.join("profiles/a/gid-only"), b"x").unwrap();
+    lchown(&h.join("profiles/a/gid-only"), (U.0, 0));
+    let shadow = t.join("shadow");
+    std::fs::write(&shadow, b"root:*:").unwrap();
+    std::fs::hard_link(&shadow, h.join("profiles/innocent")).unwrap();
+    h
+}
+
+#[test]
+fn both_hard_link_rules_change_the_same_entries_each_by_its_own_path() {
+    require_root();
+    let mut results = Vec::new();
+    for protected in [true, false] {
+        let t = tempdir();
+        let h = tree_for_both_rules(t.path());
+        let symlinks = all_paths(&h)
+            .iter()
+            .filter(|p| p.symlink_metadata().unwrap().file_type().is_symlink())
+            .count() as u64;
+        let non_dirs = all_paths(&h)
+            .iter()
+            .filter(|p| !p.symlink_metadata().unwrap().is_dir())
+            .count() as u64;
+        let opts = Options {
+            protected_hardlinks: Some(protected),
+            ..Options::default()
+        };
+        let (s, d, w) = walk(&h, false, opts);
+        for p in all_paths(&h) {
+            let want = if p.ends_with("innocent") { (0, 0) } else { U };
+            assert_eq!(
+                owner(&p),
+                want,
+                "protected_hardlinks={protected}: {}",
+                p.display()
+            );
+        }
+        assert_eq!(owner(&t.path().join("shadow")), (0, 0));
+        // Without the kernel's protection every changed file goes through a checked descriptor (the
+        // refused hard link is never changed); with it, none does.
+        let pinned_want = if protected { 0 } else { non_dirs - symlinks - 1 };
+        assert_eq!(d.pinned, pinned_want, "protected_hardlinks={protected}");
+        results.push((s, w));
+    }
+    assert_eq!(results[0], results[1], "the two rules changed different entries");
+    assert_eq!(results[0].1, 1, "one hard-link refusal");
+}
+
+#[test]
+fn the_kernel_setting_picks_the_path_when_no_option_does() {
+    require_root();
+    let protected = std::fs::read("/proc/sys/fs/protected_hardlinks")
+        .map(|v| v.trim_ascii() == b"1")
+        .unwrap_or(false);
+    let t = tempdir();
+    let h = tree_for_both_rules(t.path());
+    let (_, d, _) = walk(&h, false, Options::default());
+    assert_eq!(
+        d.pinned == 0,
+        protected,
+        "fs.protected_hardlinks={protected}, pinned {}",
+        d.pinned
+    );
+}
+
 #[test]
 fn pinned_path_without_protected_hardlinks_repairs_and_refuses_alike() {
     require_root();
