@@ -135,10 +135,10 @@ pub(crate) fn repair_with(
         true => 0,
         false => opts.helpers.unwrap_or_else(default_helpers),
     };
-    let share = Share::new();
+    let share = &Share::new();
     let mut walk = Walk::new(report, parent, name, handover, opts);
     if helpers > 0 {
-        walk.share = Some(&share);
+        walk.share = Some(share);
     }
     std::thread::scope(|s| {
         let others: Vec<_> = (0..helpers)
@@ -149,13 +149,15 @@ pub(crate) fn repair_with(
                     ..opts
                 };
                 let mut helper = Walk::new(report, parent, name, handover, quiet);
-                helper.share = Some(&share);
+                helper.share = Some(share);
                 s.spawn(move || {
+                    let _guard = share.abandon_on_panic();
                     helper.take_tasks(false);
                     helper
                 })
             })
             .collect();
+        let _guard = share.abandon_on_panic();
         walk.run(parent.fd(), name);
         if helpers > 0 {
             walk.take_tasks(true);

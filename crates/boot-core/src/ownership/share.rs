@@ -86,8 +86,10 @@ impl Share {
         }
         loop {
             if self.abandoned() {
-                // The descriptors of the queued tasks are closed with them.
+                // The descriptors of the queued tasks are closed with them; threads still walking stop
+                // at their next directory.
                 st.queue.clear();
+                return None;
             }
             if let Some(task) = st.queue.pop() {
                 st.busy += 1;
@@ -126,8 +128,61 @@ impl Share {
         self.checked_by_tasks.load(Ordering::Relaxed)
     }
 
+    /// A guard that abandons the walk if its thread unwinds, so that no other thread waits for it forever.
+    pub fn abandon_on_panic(&self) -> AbandonOnPanic<'_> {
+        AbandonOnPanic(self)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panicking walker cannot leave the queue half-changed: every change is one push or pop.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(super) struct AbandonOnPanic<'s>(&'s Share);
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_waiting_for_work_is_released_when_the_busy_one_panics() {
+        let share = Share::new();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| share.next(false).is_none());
+            // Let the waiter reach the condition variable.
+            while share.idle.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _guard = share.abandon_on_panic();
+                panic!("a walk failed");
+            }));
+            assert!(unwound.is_err());
+            assert!(waiter.join().unwrap(), "the waiter got a task or never returned");
+        });
+        assert!(share.abandoned());
+    }
+
+    #[test]
+    fn the_last_busy_thread_ends_the_wait_of_the_others() {
+        let share = Share::new();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| share.next(false).is_none());
+            while share.idle.load(Ordering::Relaxed) == 0 {
+                std::thread::yield_now();
+            }
+            assert!(share.next(true).is_none());
+            assert!(waiter.join().unwrap());
+        });
+        assert!(!share.abandoned());
     }
 }
