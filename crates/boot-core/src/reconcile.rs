@@ -676,6 +676,12 @@ fn publish(
     ok
 }
 
+/// The umask for every slot of this run, read once ([`crate::s6_slot::process_umask`]).
+fn run_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(crate::s6_slot::process_umask)
+}
+
 /// Builds and publishes one slot; a failure is reported here, success by the caller.
 fn install(
     scandir: &Dir,
@@ -689,6 +695,7 @@ fn install(
         start: action.started,
         ownership,
         runtime_user: user,
+        umask: run_umask(),
     };
     match install_slot(scandir, report, &spec, Publish::Replace) {
         Ok(_) => Ok(()),
@@ -1046,6 +1053,7 @@ pub fn run_register(
         start: !down,
         ownership: ownership_for(&account, places.slot_mode),
         runtime_user: &account.name,
+        umask: crate::s6_slot::process_umask(),
     };
     match install_slot(&scandir, report, &spec, Publish::NoReplace) {
         Ok(_) => {}

@@ -257,6 +257,7 @@ impl Registrar<'_> {
             }
         }
         let mut published = false;
+        let umask = crate::s6_slot::process_umask();
         for p in desired.profiles.keys().filter(|p| !current.contains(*p)) {
             if let Some(why) = self.places.over_limit(p, slotted.len()) {
                 self.once.warn(&previous, format!("limit {p}"), || {
@@ -269,6 +270,7 @@ impl Registrar<'_> {
                 start: false,
                 ownership: self.ownership,
                 runtime_user: &self.account.name,
+                umask,
             };
             match install_slot(&scandir, report, &spec, Publish::NoReplace) {
                 Ok(_) => {

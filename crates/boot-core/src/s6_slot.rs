@@ -231,6 +231,9 @@ pub struct SlotSpec<'a> {
     pub ownership: SlotOwnership,
     /// Name given to `s6-setuidgid` when the scripts are root's.
     pub runtime_user: &'a str,
+    /// The process umask ([`process_umask`], read once by the caller for all the slots of a run);
+    /// `None`: unknown, and every mode is set explicitly.
+    pub umask: Option<u32>,
 }
 
 impl SlotSpec<'_> {
@@ -260,7 +263,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(ownership: SlotOwnership, scandir: &crate::guarded::Meta) -> Builder {
+    fn new(ownership: SlotOwnership, scandir: &crate::guarded::Meta, umask: Option<u32>) -> Builder {
         let euid = euid();
         Builder {
             euid,
@@ -269,7 +272,7 @@ impl Builder {
                 && scandir.uid == 0
                 && scandir.perm & 0o022 == 0
                 && matches!(ownership, SlotOwnership::Root { .. } | SlotOwnership::Creator),
-            umask: process_umask(),
+            umask,
         }
     }
 
@@ -439,13 +442,19 @@ impl Builder {
 
 /// The umask, which `/proc/self/status` reports (Linux 4.7 and later) without changing it: `umask(2)`
 /// can only be read by setting it, and another thread could create a file in between.
-fn process_umask() -> Option<u32> {
-    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-    *UMASK.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-        u32::from_str_radix(value.trim(), 8).ok()
-    })
+/// Callers read it once per run and hand it to every [`SlotSpec`] of that run.
+pub fn process_umask() -> Option<u32> {
+    let fd = rustix::fs::open(
+        c"/proc/self/status",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 4096];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    let status = std::str::from_utf8(&buf[..n]).ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
 }
 
 /// Builds the complete slot under its staging name (RP-11). The caller publishes it; on error the
@@ -456,7 +465,7 @@ fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<(
         scandir.remove_tree(report, &staging)?;
     }
     let scan = scandir.meta()?;
-    let b = Builder::new(spec.ownership, &scan);
+    let b = Builder::new(spec.ownership, &scan, spec.umask);
     let owner = spec.ownership.files();
     let as_root = spec.scripts_are_roots();
     let setgid_gid = (scan.perm & 0o2000 != 0).then_some(scan.gid);
@@ -811,6 +820,7 @@ mod tests {
             start,
             ownership: SlotOwnership::User(None),
             runtime_user: "hermes",
+            umask: process_umask(),
         }
     }
     fn mode(p: &Path) -> u32 {
