@@ -370,7 +370,12 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
     let default_unregistered = home
         .as_ref()
         .is_some_and(|h| unregistered(h, report, DEFAULT_PROFILE));
-    if !default_unregistered && publish(scandir.as_ref(), report, &default, ownership, &account.name) {
+    let how = SlotContext {
+        ownership,
+        user: &account.name,
+        umask: crate::s6_slot::process_umask(),
+    };
+    if !default_unregistered && publish(scandir.as_ref(), report, &default, &how) {
         actions.push(default);
     }
 
@@ -396,7 +401,7 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
             remove_stale_runtime_files(&p.dir, report);
             named.push(action);
         }
-        let published = publish_all(scandir.as_ref(), report, &named, ownership, &account.name);
+        let published = publish_all(scandir.as_ref(), report, &named, &how);
         actions.extend(
             named
                 .into_iter()
@@ -415,13 +420,7 @@ const PARALLEL_FROM: usize = 4;
 /// most four): slots are independent of each other and their cost is system calls, so a container start
 /// with hundreds of profiles keeps every core busy. Report lines come out in `actions`' order; whether
 /// each slot was published is returned in the same order.
-fn publish_all(
-    scandir: Option<&Dir>,
-    report: &Report,
-    actions: &[Action],
-    ownership: SlotOwnership,
-    user: &str,
-) -> Vec<bool> {
+fn publish_all(scandir: Option<&Dir>, report: &Report, actions: &[Action], how: &SlotContext) -> Vec<bool> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get().min(4))
         .unwrap_or(1);
@@ -432,7 +431,7 @@ fn publish_all(
     if workers < 2 || actions.len() < PARALLEL_FROM || report.dry_run() {
         return actions
             .iter()
-            .map(|a| publish(Some(scandir), report, a, ownership, user))
+            .map(|a| publish(Some(scandir), report, a, how))
             .collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -443,7 +442,7 @@ fn publish_all(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(a) = actions.get(i) else { break };
-                let _ = results[i].set(install(scandir, report, a, ownership, user));
+                let _ = results[i].set(install(scandir, report, a, how));
             });
         }
     });
@@ -659,43 +658,32 @@ fn remove_stale_runtime_files(dir: &Dir, report: &Report) {
 }
 
 /// Publishes one boot-mode slot and prints its RP-17 line; false when it could not be published.
-fn publish(
-    scandir: Option<&Dir>,
-    report: &Report,
-    action: &Action,
+/// What every slot of one boot run shares; the umask is read once for all of them.
+struct SlotContext<'a> {
     ownership: SlotOwnership,
-    user: &str,
-) -> bool {
+    user: &'a str,
+    umask: Option<u32>,
+}
+
+fn publish(scandir: Option<&Dir>, report: &Report, action: &Action, how: &SlotContext) -> bool {
     let Some(scandir) = scandir else {
         return false;
     };
-    let ok = install(scandir, report, action, ownership, user).is_ok();
+    let ok = install(scandir, report, action, how).is_ok();
     if ok {
         report_published(report, action);
     }
     ok
 }
 
-/// The umask for every slot of this run, read once ([`crate::s6_slot::process_umask`]).
-fn run_umask() -> Option<u32> {
-    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-    *UMASK.get_or_init(crate::s6_slot::process_umask)
-}
-
 /// Builds and publishes one slot; a failure is reported here, success by the caller.
-fn install(
-    scandir: &Dir,
-    report: &Report,
-    action: &Action,
-    ownership: SlotOwnership,
-    user: &str,
-) -> Result<(), ()> {
+fn install(scandir: &Dir, report: &Report, action: &Action, how: &SlotContext) -> Result<(), ()> {
     let spec = SlotSpec {
         profile: &action.profile,
         start: action.started,
-        ownership,
-        runtime_user: user,
-        umask: run_umask(),
+        ownership: how.ownership,
+        runtime_user: how.user,
+        umask: how.umask,
     };
     match install_slot(scandir, report, &spec, Publish::Replace) {
         Ok(_) => Ok(()),

@@ -410,6 +410,11 @@ impl Builder {
             Mode::empty(),
         )
         .map_err(|e| SysError::new("open", &path, e))?;
+        // The name may have been swapped since the mknod: change nothing but the FIFO made here.
+        let st = rustix::fs::fstat(&fd).map_err(|e| SysError::new("stat", &path, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+            return Err(SysError::new("mkfifo", &path, Errno::EEXIST));
+        }
         if let Some((u, g)) = chown {
             rustix::fs::chownat(&fd, c"", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
                 .map_err(|e| SysError::new("chown", &path, e))?;

@@ -153,15 +153,19 @@ impl Drop for AbandonOnPanic<'_> {
 mod tests {
     use super::*;
 
+    /// Until a thread waits on the condition variable.
+    fn wait_for_idle(share: &Share) {
+        while share.idle.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_thread_waiting_for_work_is_released_when_the_busy_one_panics() {
         let share = Share::new();
         std::thread::scope(|s| {
             let waiter = s.spawn(|| share.next(false).is_none());
-            // Let the waiter reach the condition variable.
-            while share.idle.load(Ordering::Relaxed) == 0 {
-                std::thread::yield_now();
-            }
+            wait_for_idle(&share);
             let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let _guard = share.abandon_on_panic();
                 panic!("a walk failed");
@@ -177,9 +181,7 @@ mod tests {
         let share = Share::new();
         std::thread::scope(|s| {
             let waiter = s.spawn(|| share.next(false).is_none());
-            while share.idle.load(Ordering::Relaxed) == 0 {
-                std::thread::yield_now();
-            }
+            wait_for_idle(&share);
             assert!(share.next(true).is_none());
             assert!(waiter.join().unwrap());
         });
