@@ -156,6 +156,17 @@ RUN set -eu; \
     useradd --uid 10000 --gid 10000 --home-dir /opt/data --no-create-home --shell /bin/sh hermes; \
     mkdir -p /opt/data /opt/hermes/bin /opt/hermes/docker/bin /opt/hermes/tools /etc/hermes; \
     chown hermes:hermes /opt/data; \
+    # A run without root (any --user) finds its own passwd entry through libnss-extrausers, in the \
+    # directory stage2-setup writes under /run; no set-user-id program is left that would believe it. \
+    # /run is root:nogroup 3777 so that s6-overlay's preinit accepts it for any uid and gid \
+    # without a set-user-id s6-overlay-suexec (no-new-privileges); a root boot makes it \
+    # root:root 0755 before /init (nss_entry.rs says why each bit). \
+    apt-get update; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libnss-extrausers; \
+    rm -rf /var/lib/apt/lists/*; \
+    sed -i -E 's/^(passwd|group):([^#]*[^[:space:]#])/\1:\2 extrausers/' /etc/nsswitch.conf; \
+    grep -Eq '^passwd:.* extrausers' /etc/nsswitch.conf && grep -Eq '^group:.* extrausers' /etc/nsswitch.conf; \
+    rm -rf /var/lib/extrausers; ln -s /run/hermes-boot/nss /var/lib/extrausers; \
+    chgrp nogroup /run; chmod 3777 /run; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/bin/hermes; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/docker/main-wrapper.sh; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/docker/entrypoint-dispatch.sh; \
@@ -175,7 +186,8 @@ RUN set -eu; \
     rm -rf /tmp/app /tmp/test-fixtures; \
     chown -R root:root /opt/hermes /etc/hermes; \
     chmod -R go-w /opt/hermes /etc/hermes; \
-    chmod 0755 /opt/hermes/docker/bin/* /usr/bin/tini
+    chmod 0755 /opt/hermes/docker/bin/* /usr/bin/tini; \
+    find / -xdev -type f -perm /6000 ! -name s6-overlay-suexec -exec chmod ug-s {} +
 
 # PATH holds only root-owned directories: root (docker exec, cont-init) never runs
 # a program the runtime user planted. The runtime user's /opt/data/.local/bin is

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 /// Packages the test command needs: real s6 for supervision tests, strace for the benchmarks' syscall
 /// counts, Docker and debootstrap for the container suite.
-pub const TEST_PACKAGES: [&str; 5] = ["s6", "strace", "docker.io", "debootstrap", "execline"];
+pub const TEST_PACKAGES: [&str; 6] = ["s6", "strace", "docker.io", "debootstrap", "execline", "bindfs"];
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

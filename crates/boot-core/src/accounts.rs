@@ -55,6 +55,25 @@ impl Account {
     }
 }
 
+/// The runtime user of a run without root (`--user UID:GID`, a Kubernetes `runAsUser`, OpenShift's
+/// arbitrary uid with gid 0): the process's own ids and supplementary groups under the runtime user's
+/// name and home. Without root nothing can be remapped and there is no more privileged user to protect,
+/// so these ids are the ones every program uses, whatever passwd records for the name.
+pub fn unprivileged(account: Account) -> Account {
+    let (uid, gid) = (crate::guarded::euid(), crate::guarded::egid());
+    let mut member_of: Vec<u32> = nix::unistd::getgroups()
+        .map(|gs| gs.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default();
+    member_of.retain(|g| *g != gid);
+    member_of.dedup();
+    Account {
+        uid,
+        gid,
+        member_of,
+        ..account
+    }
+}
+
 /// `--runtime-user`, else `HERMES_BOOT_USER`, else `hermes`.
 pub fn runtime_user_name(arg: Option<String>) -> String {
     // A non-UTF-8 value is kept visible (as `\xNN`) so the lookup fails naming it, instead of silently

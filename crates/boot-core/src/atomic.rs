@@ -81,16 +81,17 @@ impl<'d> NewFile<'d> {
             }
         };
         let new = NewFile { dir, fd, temp, shown };
-        // Owner first, then the exact mode (independent of umask): no instant exists at which another user
-        // could read what is written next.
+        // The exact mode (independent of umask), then the owner, both before the first byte: no instant
+        // exists at which another user could read what is written next. The mode goes first while root
+        // still owns the file, so a root without CAP_FOWNER (`--cap-drop ALL --cap-add CHOWN,…`) can set it.
+        rustix::fs::fchmod(&new.fd, Mode::from_raw_mode(mode))
+            .map_err(|e| SysError::new("chmod", &new.shown, e))?;
         if let Some((u, g)) = owner {
             if euid() == 0 {
                 rustix::fs::fchown(&new.fd, Some(uid(u)), Some(gid(g)))
                     .map_err(|e| SysError::new("chown", &new.shown, e))?;
             }
         }
-        rustix::fs::fchmod(&new.fd, Mode::from_raw_mode(mode))
-            .map_err(|e| SysError::new("chmod", &new.shown, e))?;
         Ok(new)
     }
 

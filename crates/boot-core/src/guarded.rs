@@ -346,10 +346,11 @@ impl Dir {
                 Entry::Found(d) => d,
                 _ => return Err(SysError::new("mkdir", &shown, Errno::ELOOP)),
             };
-            rustix::fs::fchown(d.fd(), Some(uid(u)), Some(gid(g)))
-                .map_err(|e| SysError::new("chown", &shown, e))?;
+            // Mode while root still owns it (no CAP_FOWNER needed), then the owner.
             rustix::fs::fchmod(d.fd(), Mode::from_raw_mode(mode))
                 .map_err(|e| SysError::new("chmod", &shown, e))?;
+            rustix::fs::fchown(d.fd(), Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", &shown, e))?;
             match rustix::fs::renameat_with(&self.fd, tmp.as_os_str(), &self.fd, name, RenameFlags::NOREPLACE)
             {
                 Ok(()) => Ok(true),

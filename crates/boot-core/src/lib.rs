@@ -17,6 +17,7 @@ pub mod anchor;
 pub mod atomic;
 pub mod guarded;
 pub mod handover;
+pub mod nss_entry;
 pub mod ownership;
 pub mod privdrop;
 

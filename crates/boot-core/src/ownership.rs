@@ -47,6 +47,9 @@ pub struct RepairStats {
     pub checked: u64,
     /// Entries whose owner was (or, in a dry run, would be) changed.
     pub changed: u64,
+    /// The file system refused a chown outright (EPERM, EROFS, EINVAL, EOPNOTSUPP): the walk stopped
+    /// there, and so should every further one on this volume.
+    pub refused: bool,
 }
 
 /// Walks `parent/name` and makes every entry owned `owner` (uid, gid).
@@ -180,6 +183,13 @@ pub(crate) fn repair_with(
         ));
     }
     (stats, walk.diag)
+}
+
+/// A chown error that says the file system will refuse every chown, not just this one: root squashed
+/// (EPERM), read-only (EROFS), an id the volume or user namespace cannot store (EINVAL: CIFS, unmapped
+/// ids), no ownership at all (EOPNOTSUPP).
+pub fn volume_refuses_chown(e: Errno) -> bool {
+    matches!(e, Errno::PERM | Errno::ROFS | Errno::INVAL | Errno::OPNOTSUPP)
 }
 
 /// `fs.protected_hardlinks`, read once per process (a kernel setting: never under the root prefix).
@@ -346,6 +356,7 @@ impl<'r> Walk<'r> {
     fn absorb(&mut self, helper: &Walk<'_>) {
         self.stats.checked += helper.stats.checked;
         self.stats.changed += helper.stats.changed;
+        self.stats.refused |= helper.stats.refused;
         self.left += helper.left;
         if self.first_left.is_none() {
             self.first_left.clone_from(&helper.first_left);
@@ -748,7 +759,8 @@ impl<'r> Walk<'r> {
                 Flow::Continue
             }
             Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => Flow::Continue,
-            Err(e @ Errno::PERM) | Err(e @ Errno::ROFS) => {
+            Err(e) if volume_refuses_chown(e) => {
+                self.stats.refused = true;
                 self.give_up_on_chown(SysError::new("chown", self.entry_path(name), e));
                 Flow::Abandon
             }
@@ -765,7 +777,8 @@ impl<'r> Walk<'r> {
             return;
         }
         self.report.warn(format_args!(
-            "{err} (rootless container or read-only volume?) — continuing"
+            "{err}: this volume refuses chown (NFS root-squash, CIFS/SMB or ACL share, rootless container or \
+read-only volume?); ownership repair stops for this boot — continuing"
         ));
     }
 
@@ -793,7 +806,8 @@ impl<'r> Walk<'r> {
                 let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
                 match rustix::fs::fchown(fd, Some(u), Some(g)) {
                     Ok(()) => self.stats.changed += 1,
-                    Err(e @ Errno::PERM) | Err(e @ Errno::ROFS) => {
+                    Err(e) if volume_refuses_chown(e) => {
+                        self.stats.refused = true;
                         self.give_up_on_chown(SysError::new("chown", dir_path(), e));
                         flow = Flow::Abandon;
                     }

@@ -470,11 +470,10 @@ fn wait_for_stop(signals: &nix::sys::signalfd::SignalFd, report: &Report) {
 /// start). In a dashboard container (RP-02, RP-03, decided once at start like the boot pass) it registers
 /// nothing and idles until stopped: s6 restarts a longrun that exits.
 pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places, interval: Duration) -> u8 {
-    if euid() != 0 {
-        error_line("watch must run as root (it is the profile-registrar service)");
-        return 1;
-    }
+    // Without root (`--user`) the supervision tree is the runtime user's own and the registrar keeps it
+    // as that user, with the process's ids.
     let account = match lookup(root, user) {
+        Ok(Some(a)) if euid() != 0 => crate::accounts::unprivileged(a),
         Ok(Some(a)) => a,
         Ok(None) => {
             error_line(format_args!("runtime user {user} not found in /etc/passwd"));

@@ -310,13 +310,14 @@ impl Builder {
             Mode::from_raw_mode(mode & 0o777),
         )
         .map_err(|e| SysError::new("create", &path, e))?;
-        if let Some((u, g)) = self.chown_to(owner, None) {
-            rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
-                .map_err(|e| SysError::new("chown", &path, e))?;
-        }
+        // Mode first, while root owns the entry (a root without CAP_FOWNER can set it), then the owner.
         if self.needs_chmod(mode, false) {
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
                 .map_err(|e| SysError::new("chmod", &path, e))?;
+        }
+        if let Some((u, g)) = self.chown_to(owner, None) {
+            rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", &path, e))?;
         }
         std::fs::File::from(fd)
             .write_all(content)
@@ -339,13 +340,14 @@ impl Builder {
             Entry::Found(d) => d,
             _ => return Err(SysError::new("open", path, Errno::ELOOP)),
         };
-        if let Some((u, g)) = self.chown_to(owner, setgid_gid) {
-            rustix::fs::fchown(made.fd(), Some(uid(u)), Some(gid(g)))
-                .map_err(|e| SysError::new("chown", &path, e))?;
-        }
+        // Mode, then owner (see `write_new`); chown keeps a directory's setgid bit.
         if self.needs_chmod(mode, setgid_gid.is_some()) {
             rustix::fs::fchmod(made.fd(), Mode::from_raw_mode(mode))
                 .map_err(|e| SysError::new("chmod", &path, e))?;
+        }
+        if let Some((u, g)) = self.chown_to(owner, setgid_gid) {
+            rustix::fs::fchown(made.fd(), Some(uid(u)), Some(gid(g)))
+                .map_err(|e| SysError::new("chown", &path, e))?;
         }
         Ok(made)
     }
@@ -362,9 +364,13 @@ impl Builder {
         self.set_by_name(dir, name, mode, owner)
     }
 
-    /// Owner, then mode, of an entry of a private tree, by name (`fchmodat` follows a symlink, but
+    /// Mode, then owner, of an entry of a private tree, by name (`fchmodat` follows a symlink, but
     /// nobody but root can have put one there).
     fn set_by_name(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+        if self.needs_chmod(mode, false) {
+            rustix::fs::chmodat(dir.fd(), name, Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(|e| SysError::new("chmod", dir.child(name), e))?;
+        }
         if let Some((u, g)) = self.chown_to(owner, None) {
             rustix::fs::chownat(
                 dir.fd(),
@@ -374,10 +380,6 @@ impl Builder {
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(|e| SysError::new("chown", dir.child(name), e))?;
-        }
-        if self.needs_chmod(mode, false) {
-            rustix::fs::chmodat(dir.fd(), name, Mode::from_raw_mode(mode), AtFlags::empty())
-                .map_err(|e| SysError::new("chmod", dir.child(name), e))?;
         }
         Ok(())
     }
@@ -415,12 +417,12 @@ impl Builder {
         if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
             return Err(SysError::new("mkfifo", &path, Errno::EEXIST));
         }
+        if chmod {
+            chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
+        }
         if let Some((u, g)) = chown {
             rustix::fs::chownat(&fd, c"", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
                 .map_err(|e| SysError::new("chown", &path, e))?;
-        }
-        if chmod {
-            chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //!
 //! - the ENTRYPOINT dispatcher: as PID 1 it execs s6-overlay's `/init` (MW-03), or, outside s6 and not PID 1,
 //!   runs stage2-setup itself (MW-04) and carries on as the wrapper;
-//! - the wrapper, s6-overlay's main program: rehydrates the environment (MW-05), refuses arbitrary `--user`
-//!   starts (MW-06), prepares the program's environment (MW-07…MW-09), routes the command (MW-10), drops to
+//! - the wrapper, s6-overlay's main program: rehydrates the environment (MW-05), takes any `--user` as the runtime
+//!   user (MW-06), prepares the program's environment (MW-07…MW-09), routes the command (MW-10), drops to
 //!   the runtime user and execs (MW-11);
 //! - the `docker exec` shim, invoked as `hermes` (MW-12).
 //!
@@ -297,6 +297,9 @@ Own options (only as the sole argument): --wrapper-help, --wrapper-version.";
 
 /// MW-03: `/init /opt/hermes/docker/bin/main-wrapper ARG…` with the environment unchanged.
 fn exec_init(root: &RootPrefix, args: &[OsString], report: &Report) -> i32 {
+    if rustix::process::geteuid().is_root() {
+        crate::nss_entry::secure_run_dir(root, report);
+    }
     let err = Command::new(root.path(INIT))
         .arg0(INIT)
         .arg(SELF_PATH)
@@ -355,7 +358,7 @@ fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, r
     env.remove("HERMES_MAIN_WRAPPER_ENV_READY");
 
     // MW-06
-    let account = match accounts::lookup(root, user) {
+    let mut account = match accounts::lookup(root, user) {
         Ok(Some(a)) => a,
         Ok(None) => {
             report.error(format_args!("runtime user {user} not found in /etc/passwd"));
@@ -366,10 +369,9 @@ fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, r
             return 1;
         }
     };
-    let (euid, egid) = (guarded::euid(), guarded::egid());
-    if euid != 0 && (euid != account.uid || egid != account.gid) {
-        report.error(guard_message(euid, egid, user));
-        return 1;
+    // Any `--user UID:GID` runs the program with the ids it was given (the runtime user of this run).
+    if guarded::euid() != 0 {
+        account = accounts::unprivileged(account);
     }
 
     env.set_homes();
@@ -439,26 +441,6 @@ fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, r
         errno_text(errno)
     ));
     routing::exec_failure_status(errno)
-}
-
-/// The first line of MW-06, then the guidance of upstream's guard.
-fn guard_message(uid: u32, gid: u32, user: &str) -> String {
-    format!(
-        "container started with --user {uid}:{gid} (an arbitrary, non-{user} UID) — not supported.
-
-To make container-written files match your HOST user, don't use --user.
-Start as root (the default) and pass your host UID/GID instead:
-
-    docker run -e HERMES_UID=$(id -u) -e HERMES_GID=$(id -g) ...
-
-NAS users (Synology / unRAID / UGOS) can use the PUID/PGID aliases:
-
-    docker run -e PUID=$(id -u) -e PGID=$(id -g) ...
-
-The image remaps the {user} user to that UID/GID at boot and chowns the data
-volume, so files land owned by your host user — the same outcome --user gave,
-without breaking the s6 supervision tree."
-    )
 }
 
 /// MW-08: `HERMES_ORIG_CWD`, when set and a directory, is where the program runs (`docker run -w` survives
@@ -684,18 +666,5 @@ mod tests {
             exec_program(&Identity(Who::Dropped { uid: 0 }), prog, os("x"), &[], &env),
             Errno::ENOENT
         );
-    }
-
-    #[test]
-    fn guard_message_names_the_ids_and_the_remap_variables() {
-        let m = guard_message(1000, 1000, "hermes");
-        let first = m.lines().next().unwrap();
-        assert_eq!(
-            first,
-            "container started with --user 1000:1000 (an arbitrary, non-hermes UID) — not supported."
-        );
-        for word in ["HERMES_UID", "HERMES_GID", "PUID", "PGID"] {
-            assert!(m.contains(word), "{word}");
-        }
     }
 }

@@ -738,17 +738,28 @@ fn stage2_cases() -> Vec<Case> {
                 r.mkdir("/opt/data");
                 r.chown("/opt/data", 10000, 10000);
             })
-            .mention("not running as root"),
+            .mention("without root"),
     );
+    // Any other ids boot too (OpenShift's arbitrary uid with gid 0), on a volume they can write.
+    for (name, uid, gid) in [
+        ("as an arbitrary user", 12345, 12345),
+        ("as an arbitrary uid with gid 0", 1_000_170_000, 0),
+    ] {
+        cases.push(
+            Case::new(name, 0)
+                .user(uid, gid)
+                .setup(move |r| {
+                    r.mkdir("/opt/data");
+                    r.chown("/opt/data", uid, gid);
+                })
+                .mention(format!("running as uid {uid} gid {gid}")),
+        );
+    }
+    // The same ids on the image's root-owned volume: the one failure names the path.
     cases.push(
-        Case::new("as an arbitrary user", 1)
+        Case::new("as an arbitrary user on a volume it cannot write", 1)
             .user(12345, 12345)
-            .mention("--user 12345:12345"),
-    );
-    cases.push(
-        Case::new("as the runtime uid with gid 0", 1)
-            .user(10000, 0)
-            .mention("--user 10000:0"),
+            .mention("/opt/data"),
     );
     cases
 }
@@ -1427,18 +1438,18 @@ fn main_wrapper_cases() -> Vec<Case> {
         cases.push(c);
     }
     cases.push(
-        Case::new("as an arbitrary user", 1)
+        Case::new("as an arbitrary user", 0)
             .user(12345, 12345)
             .setup(image_bits)
             .arg("/bin/true")
-            .mention("--user 12345:12345"),
+            .mention("not PID 1"),
     );
     cases.push(
-        Case::new("as hermes with gid 0", 1)
+        Case::new("as hermes with gid 0", 0)
             .user(10000, 0)
             .setup(image_bits)
             .arg("/bin/true")
-            .mention("--user 10000:0"),
+            .mention("not PID 1"),
     );
     cases.push(
         Case::new("as hermes", 0)

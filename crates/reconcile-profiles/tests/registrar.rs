@@ -36,21 +36,30 @@ impl Registrar {
         Registrar::start_with(r, args, &[])
     }
     fn start_with(r: &TempRoot, args: &[&str], env: &[(&str, &str)]) -> Registrar {
+        Registrar::spawn(r, args, env, None)
+    }
+    /// The registrar of a run without root (`--user`), as that user.
+    fn start_as(r: &TempRoot, ids: (u32, u32)) -> Registrar {
+        Registrar::spawn(r, &[], &[], Some(ids))
+    }
+    fn spawn(r: &TempRoot, args: &[&str], env: &[(&str, &str)], ids: Option<(u32, u32)>) -> Registrar {
         let log = r.path(&format!("/tmp/registrar.{}.log", std::process::id()));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = r
-            .command(BIN)
-            .arg("watch")
+        let mut cmd = r.command(BIN);
+        cmd.arg("watch")
             .args(args)
             .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+            .stderr(out);
+        if let Some((uid, gid)) = ids {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().unwrap();
         let reg = Registrar {
             child: Some(child),
             log,
@@ -419,11 +428,44 @@ fn an_inotify_queue_overflow_triggers_a_full_rescan() {
 }
 
 #[test]
-fn watch_needs_root_and_a_runtime_user() {
+fn watch_without_root_serves_the_users_own_scan_directory() {
     let r = setup();
-    let out = run_as(r.command(BIN).arg("watch"), HERMES_UID, HERMES_GID);
-    out.assert_code(1);
-    assert!(out.stderr.contains("watch must run as root"), "{}", out.stderr);
+    // A run with --user: s6-overlay's preinit makes the scan directory the user's own.
+    r.chown("/run/service", HERMES_UID, HERMES_GID);
+    r.chown("/run/service/.s6-svscan", HERMES_UID, HERMES_GID);
+    let _svscan = Svscan::start_as(&r.path("/run/service"), HERMES_UID, HERMES_GID);
+    profile(&r, "coder");
+    let reg = Registrar::start_as(&r, (HERMES_UID, HERMES_GID));
+    // Its first scan gives the profile a slot, made as the user.
+    wait_until(LIMIT, || r.exists(&slot(&r, "coder")));
+    assert_eq!(
+        r.owner(&slot(&r, "coder")),
+        (HERMES_UID, HERMES_GID),
+        "{}",
+        reg.output()
+    );
+    let out = as_hermes(&r, &["unregister", "coder", "--timeout", "5"]);
+    out.assert_code(0);
+    assert!(!r.exists(&slot(&r, "coder")));
+    let out = as_hermes(&r, &["register", "coder", "--timeout", "5"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.starts_with("reconcile: registered gateway-coder"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        r.owner(&slot(&r, "coder")),
+        (HERMES_UID, HERMES_GID),
+        "{}",
+        reg.output()
+    );
+    assert!(!reg.output().contains("error"), "{}", reg.output());
+}
+
+#[test]
+fn watch_needs_a_runtime_user() {
+    let r = setup();
     let out = run(r.command(BIN).args(["watch", "--runtime-user", "nosuch"]));
     out.assert_code(1);
     assert!(
@@ -467,7 +509,7 @@ fn register_as_the_runtime_user_needs_soul_md() {
 #[test]
 fn dashboard_container_registrar_registers_nothing_and_idles_until_sigterm() {
     let r = setup();
-    let _svscan = Svscan::start(&r.path("/run/service"));
+    let _svscan = Svscan::start_as(&r.path("/run/service"), HERMES_UID, HERMES_GID);
     profile(&r, "coder");
     // s6-svscan is PID 1; the main program is found by its argv (RP-02).
     r.write("/proc/1/cmdline", b"s6-svscan\0/run/service\0");

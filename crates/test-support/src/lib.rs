@@ -267,13 +267,25 @@ pub mod s6 {
         /// Starts `s6-svscan <scandir>` as the current user (root in these tests) and waits until it
         /// listens on its control FIFO.
         pub fn start(scandir: &Path) -> Svscan {
-            let child = Command::new(tool("s6-svscan"))
-                .arg(scandir)
+            Svscan::spawn(scandir, None)
+        }
+
+        /// The supervision tree of a run without root (`--user`): `s6-svscan` as that user.
+        pub fn start_as(scandir: &Path, uid: u32, gid: u32) -> Svscan {
+            Svscan::spawn(scandir, Some((uid, gid)))
+        }
+
+        fn spawn(scandir: &Path, ids: Option<(u32, u32)>) -> Svscan {
+            let mut cmd = Command::new(tool("s6-svscan"));
+            cmd.arg(scandir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start s6-svscan");
+                .stderr(Stdio::null());
+            if let Some((uid, gid)) = ids {
+                use std::os::unix::process::CommandExt;
+                cmd.uid(uid).gid(gid);
+            }
+            let child = cmd.spawn().expect("start s6-svscan");
             let s = Svscan {
                 child,
                 scandir: scandir.to_path_buf(),

@@ -315,7 +315,8 @@ fn already_right_tree_is_not_touched() {
         second,
         RepairStats {
             checked: paths.len() as u64,
-            changed: 0
+            changed: 0,
+            refused: false
         }
     );
     let after: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
@@ -856,7 +857,8 @@ fn chown_refused_ends_the_walk_with_one_warning() {
     assert!(lines[0].starts_with("[stage2] Warning: chown "), "{}", lines[0]);
     assert!(
         lines[0].ends_with(
-            ": EPERM (Operation not permitted) (rootless container or read-only volume?) — continuing"
+            ": EPERM (Operation not permitted): this volume refuses chown (NFS root-squash, CIFS/SMB or ACL \
+share, rootless container or read-only volume?); ownership repair stops for this boot — continuing"
         ),
         "{}",
         lines[0]

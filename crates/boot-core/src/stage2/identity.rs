@@ -7,7 +7,6 @@
 //! real run and the dry run cannot disagree: the real run prints the plan's messages after the files were
 //! written, the dry run prints its `would …` lines instead.
 
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 use crate::account_db::{self, Changes, Plan, Snapshot, UpdateOptions};
 use crate::accounts::{self, Account};
-use crate::guarded::{egid, euid};
+use crate::guarded::euid;
 use crate::ids::{self, IdVars, Target};
 use crate::report::{display_bytes, Report};
 use crate::root::RootPrefix;
@@ -47,38 +46,12 @@ pub fn preflight(root: &RootPrefix, report: &Report, user: &str) -> Result<Accou
             return Err(());
         }
     };
-    let (uid, gid) = (euid(), egid());
-    if uid != 0 && (uid != account.uid || gid != account.gid) {
-        report.error(format_args!(
-            "container started with --user {uid}:{gid} (an arbitrary, non-{user} UID)."
-        ));
-        print_guard_advice(&account);
-        return Err(());
+    // Any `--user UID:GID` is accepted: without root nothing can be remapped, and the ids the container
+    // was given are the runtime user's for this run.
+    if euid() != 0 {
+        return Ok(accounts::unprivileged(account));
     }
     Ok(account)
-}
-
-/// The operator-facing explanation after the S2-03 error line.
-fn print_guard_advice(account: &Account) {
-    let user = &account.name;
-    let text = format!(
-        "\n\
-The boot must start as root: it remaps {user} to your ids, repairs the ownership of the data\n\
-volume and seeds the configuration, none of which an arbitrary non-root user can do.\n\
-\n\
-To have container-written files owned by your host user, start as root (the default) and\n\
-pass your host ids instead of --user:\n\
-\n\
-    docker run -e HERMES_UID=$(id -u) -e HERMES_GID=$(id -g) ...\n\
-\n\
-On NAS systems (Synology, unRAID, UGOS) the PUID/PGID aliases work as well:\n\
-\n\
-    docker run -e PUID=$(id -u) -e PGID=$(id -g) ...\n\
-\n\
-Starting as {user} itself (--user {}:{}) is also supported.\n",
-        account.uid, account.gid
-    );
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// S2-05 … S2-10, in order. Prints its own lines and warnings; never fails (warns and continues). A dry
@@ -104,9 +77,7 @@ pub fn remap_with_lock_timeout(
     let u0 = account.uid;
     // S2-05
     if euid() != 0 {
-        report.warn(
-            "not running as root; skipping UID/GID remap, group setup and ownership repair — continuing",
-        );
+        report_unprivileged(report, &account, env);
         return Identity {
             account,
             u0,
@@ -150,6 +121,31 @@ pub fn remap_with_lock_timeout(
         account,
         u0,
         is_root: true,
+    }
+}
+
+/// S2-05: the one line of a run without root, and a warning when remap variables ask for what only root
+/// can do.
+fn report_unprivileged(report: &Report, account: &Account, env: &dyn Fn(&str) -> Option<String>) {
+    let groups = account.group_set();
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    report.info(format_args!(
+        "running as uid {} gid {} (groups {}) without root: skipping UID/GID remap, group setup and \
+ownership repair, which only root can do",
+        account.uid,
+        account.gid,
+        groups.join(",")
+    ));
+    let asked: Vec<&str> = [ids::UID_VARS, ids::GID_VARS]
+        .iter()
+        .flat_map(|v| [v.primary, v.alias])
+        .filter(|name| env(name).is_some_and(|v| !v.is_empty()))
+        .collect();
+    if !asked.is_empty() {
+        report.warn(format_args!(
+            "ignoring {}: a remap needs the container to start as root (drop --user) — continuing",
+            asked.join(", ")
+        ));
     }
 }
 

@@ -52,6 +52,9 @@ pub(crate) struct Ctx<'a> {
     /// H opened without following a symlink; `None` when H is a symlink (root-side steps inside H are
     /// skipped) or, in a dry run, when H does not exist yet.
     pub home_dir: Option<Dir>,
+    /// The volume refused a chown outright ([`crate::ownership::volume_refuses_chown`]) and said so
+    /// once: later steps do not try again.
+    pub chown_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx<'_> {
@@ -102,6 +105,11 @@ pub fn run(opts: &Options) -> i32 {
             .map(|v| crate::report::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
     };
     let id = identity::remap(root, &report, account, &env);
+    if id.is_root {
+        crate::nss_entry::secure_run_dir(root, &report);
+    } else {
+        crate::nss_entry::publish(root, &report, &id.account);
+    }
 
     // Before any repair: H's owner is the uid the previous container ran as (the runtime user cannot
     // chown H), which is what the repair may treat as the user's own.
@@ -116,6 +124,7 @@ pub fn run(opts: &Options) -> i32 {
         is_root: id.is_root,
         home,
         home_dir,
+        chown_refused: std::sync::atomic::AtomicBool::new(false),
     };
 
     volume::repair_ownership(&ctx); // S2-11

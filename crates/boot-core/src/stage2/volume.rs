@@ -122,9 +122,15 @@ pub fn repair_ownership(ctx: &Ctx) {
         Err(e) => return ctx.report.warn_err(&e),
     };
     let handover = &ctx.handover;
+    // One refusal speaks for the whole volume: one warning per boot, not one per tree.
+    let refused = std::cell::Cell::new(false);
     let walk = |rel: &str| {
+        if refused.get() {
+            return;
+        }
         if let Some((parent, name)) = parent_of(ctx, home, rel, "recursive chown") {
-            ownership::repair(ctx.report, &parent, OsStr::new(&name), handover);
+            let stats = ownership::repair(ctx.report, &parent, OsStr::new(&name), handover);
+            refused.set(stats.refused);
         }
     };
     let targeted = hmeta.uid != u || hmeta.gid != g;
@@ -141,6 +147,11 @@ pub fn repair_ownership(ctx: &Ctx) {
         for rel in EVERY_BOOT_TREES {
             walk(rel);
         }
+    }
+    if refused.get() {
+        ctx.chown_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        return;
     }
     // Upstream #45258: the gateways' log directory must be writable even when `logs` itself is not
     // walked. Already right after a targeted walk, so this is then a no-op.
@@ -184,7 +195,7 @@ pub fn repair_top_level(ctx: &Ctx) {
             ctx.report.warn_refusing("chown", &home.child(os));
             continue;
         }
-        if ctx.is_root {
+        if ctx.is_root && !ctx.chown_refused.load(std::sync::atomic::Ordering::Relaxed) {
             match hand_over_entry(home, ctx.report, os, &m, handover) {
                 Ok(true) if !ctx.report.dry_run() => match home.stat(os) {
                     Ok(Some(now)) if now.ino == m.ino => m = now,
