@@ -6,8 +6,18 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Packages the test command needs: real s6 for supervision tests, strace for the benchmarks' syscall
-/// counts, Docker and debootstrap for the container suite.
-pub const TEST_PACKAGES: [&str; 6] = ["s6", "strace", "docker.io", "debootstrap", "execline", "bindfs"];
+/// counts, Docker and debootstrap for the container suite, bindfs for FUSE volumes, Podman and
+/// uidmap for its rootless runs.
+pub const TEST_PACKAGES: [&str; 8] = [
+    "s6",
+    "strace",
+    "docker.io",
+    "debootstrap",
+    "execline",
+    "bindfs",
+    "podman",
+    "uidmap",
+];
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -15,6 +15,7 @@ pub mod account_db;
 pub mod accounts;
 pub mod anchor;
 pub mod atomic;
+pub mod capabilities;
 pub mod guarded;
 pub mod handover;
 pub mod nss_entry;

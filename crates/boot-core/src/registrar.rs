@@ -32,7 +32,7 @@ use crate::profiles::{
 };
 use crate::reconcile::{
     host, lock_scandir, open_profile_dir, open_scandir, ownership_for, rescan, retire_slots, Places,
-    SlotMode, EXIT_TIMEOUT,
+    EXIT_TIMEOUT,
 };
 use crate::report::{display_path, Report};
 use crate::root::RootPrefix;
@@ -506,9 +506,11 @@ pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places
             None
         }
     };
-    let mode = match places.slot_mode {
-        SlotMode::RootOwned => "root-owned",
-        SlotMode::UserOwned => "user-owned",
+    let ownership = ownership_for(&account, places.slot_mode);
+    let mode = match ownership {
+        SlotOwnership::Root { .. } | SlotOwnership::Creator => "root-owned".to_string(),
+        SlotOwnership::User(Some(_)) => "user-owned".to_string(),
+        SlotOwnership::User(None) => format!("uid {}'s own: no root in this container", account.uid),
     };
     report.info(format_args!(
         "registrar watching {}/profiles for {} ({mode} slots)",
@@ -520,7 +522,7 @@ pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places
         root,
         report,
         places,
-        ownership: ownership_for(&account, places.slot_mode),
+        ownership,
         account,
         watcher,
         once: Once::default(),

@@ -509,7 +509,7 @@ fn register_as_the_runtime_user_needs_soul_md() {
 #[test]
 fn dashboard_container_registrar_registers_nothing_and_idles_until_sigterm() {
     let r = setup();
-    let _svscan = Svscan::start_as(&r.path("/run/service"), HERMES_UID, HERMES_GID);
+    let _svscan = Svscan::start(&r.path("/run/service"));
     profile(&r, "coder");
     // s6-svscan is PID 1; the main program is found by its argv (RP-02).
     r.write("/proc/1/cmdline", b"s6-svscan\0/run/service\0");

@@ -84,7 +84,7 @@ pub struct Finished {
 }
 
 impl Finished {
-    fn from_output(out: Output) -> Self {
+    pub fn from_output(out: Output) -> Self {
         Finished {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -107,6 +107,7 @@ pub fn run(opts: &Options) -> i32 {
     let id = identity::remap(root, &report, account, &env);
     if id.is_root {
         crate::nss_entry::secure_run_dir(root, &report);
+        crate::capabilities::warn_if_supervision_cannot_signal(&report, id.account.uid);
     } else {
         crate::nss_entry::publish(root, &report, &id.account);
     }
