@@ -9,6 +9,10 @@
 //! or a directory others may change without the sticky bit, is refused with one line naming the
 //! component. The last component is opened without following a symlink but is not held to the owner
 //! rule: it is the directory the caller acts on, and the caller decides what its owner means.
+//!
+//! A process without root has no root to protect and can be made to do only what it could do anyway:
+//! it accepts a directory others may change (Kubernetes' emptyDir `/run` is `2777` after `fsGroup`).
+//! The owner rule still holds for it.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -42,9 +46,10 @@ fn others_may_replace(m: &Meta) -> bool {
     !sticky && (m.perm & 0o002 != 0 || (m.perm & 0o020 != 0 && m.gid != 0 && m.uid == 0))
 }
 
-/// The trust after stepping into a directory with `m`, or the reason the step is unsafe.
-fn step(trust: Trust, m: &Meta) -> Result<Trust, String> {
-    if others_may_replace(m) {
+/// The trust after stepping into a directory with `m`, or the reason the step is unsafe. `as_root`:
+/// whether the resolving process is root, the only one the shared-directory rule protects.
+fn step(trust: Trust, m: &Meta, as_root: bool) -> Result<Trust, String> {
+    if as_root && others_may_replace(m) {
         return Err(format!(
             "a directory users other than its owner may change ({:04o} {}:{})",
             m.perm, m.uid, m.gid
@@ -84,6 +89,7 @@ pub fn resolve(root: &RootPrefix, path: &Path, create: Option<&Report>) -> SysRe
     let mut chain: Vec<(Dir, Trust)> = vec![(Dir::from_fd(top_fd, Path::new("/")), Trust::Root)];
     let mut todo: VecDeque<OsString> = components(path)?;
     let mut followed = 0;
+    let as_root = rustix::process::geteuid().is_root();
     while let Some(name) = todo.pop_front() {
         let last = todo.is_empty();
         let (cur, trust) = chain.last().expect("the chain always holds /");
@@ -100,7 +106,8 @@ pub fn resolve(root: &RootPrefix, path: &Path, create: Option<&Report>) -> SysRe
                 if last {
                     return Ok((Entry::Found(d), at));
                 }
-                let next = step(trust, &d.meta()?).map_err(|why| SysError::refused("resolve", &at, why))?;
+                let next =
+                    step(trust, &d.meta()?, as_root).map_err(|why| SysError::refused("resolve", &at, why))?;
                 chain.push((d, next));
             }
             Entry::Missing => {
@@ -258,6 +265,26 @@ mod tests {
         mkdir(&t, "staff", 0o775, 0);
         chown(t.path().join("staff"), Some(0), Some(50)).unwrap();
         refusal(&r, "/staff/y");
+    }
+
+    #[test]
+    fn without_root_a_shared_directory_is_accepted_and_the_owner_rule_still_holds() {
+        let meta = |uid, gid, perm| Meta {
+            dev: 1,
+            ino: 2,
+            uid,
+            gid,
+            perm,
+            nlink: 2,
+            kind: rustix::fs::FileType::Directory,
+            size: 0,
+        };
+        // Kubernetes' emptyDir /run after fsGroup 2000.
+        let run = meta(0, 2000, 0o2777);
+        assert!(step(Trust::Root, &run, true).is_err());
+        assert_eq!(step(Trust::Root, &run, false), Ok(Trust::Root));
+        let theirs = meta(20000, 20000, 0o755);
+        assert!(step(Trust::User(10000), &theirs, false).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn warn_if_supervision_cannot_signal(report: &Report, runtime_uid: u32) {
     if effective_has(&status, CAP_KILL) == Some(false) {
         report.warn(
             "root has no CAP_KILL (capabilities dropped): s6 cannot signal the runtime user's services, so \
-gateway stop and restart do nothing and docker stop waits for its timeout; add the KILL capability",
+gateway stop and restart do nothing and docker stop waits for its timeout; add the KILL capability — continuing",
         );
     }
 }

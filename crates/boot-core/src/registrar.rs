@@ -508,12 +508,12 @@ pub fn run_watch(root: &RootPrefix, report: &Report, user: &str, places: &Places
     };
     let ownership = ownership_for(&account, places.slot_mode);
     let mode = match ownership {
-        SlotOwnership::Root { .. } | SlotOwnership::Creator => "root-owned".to_string(),
-        SlotOwnership::User(Some(_)) => "user-owned".to_string(),
-        SlotOwnership::User(None) => format!("uid {}'s own: no root in this container", account.uid),
+        SlotOwnership::Root { .. } | SlotOwnership::Creator => "root-owned slots".to_string(),
+        SlotOwnership::User(Some(_)) => "user-owned slots".to_string(),
+        SlotOwnership::User(None) => format!("slots of uid {}: no root in this container", account.uid),
     };
     report.info(format_args!(
-        "registrar watching {}/profiles for {} ({mode} slots)",
+        "registrar watching {}/profiles for {} ({mode})",
         display_path(&places.home),
         display_path(&places.scandir)
     ));
