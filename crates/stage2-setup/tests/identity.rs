@@ -136,6 +136,32 @@ group setup and ownership repair, which only root can do"
 }
 
 #[test]
+fn a_volume_the_run_cannot_write_stops_the_boot_with_one_line() {
+    require_root();
+    let t = TempRoot::new();
+    t.mkdir("/opt/data");
+    t.chown("/opt/data", 10000, 10000);
+    t.chmod("/opt/data", 0o755);
+    t.chmod("/run", 0o3777);
+    let r = run_as(&mut stage2(&t, &[]), 1234, 5678);
+    r.assert_code(1);
+    assert_eq!(
+        lines_with(&r.stderr, "ERROR"),
+        vec!["[stage2] ERROR: HERMES_HOME /opt/data is not writable by uid 1234 gid 5678, which the container \
+runs as (owner 10000:10000, mode 0755); give the volume to that uid or group, or start as root with \
+-e HERMES_UID=1234 -e HERMES_GID=5678 — stopping"],
+        "{}",
+        r.stdout
+    );
+    assert!(!t.exists("/opt/data/.env"), "nothing seeded");
+    // Writable through the group, as Kubernetes' fsGroup gives it: the boot goes on.
+    t.chown("/opt/data", 10000, 5678);
+    t.chmod("/opt/data", 0o2775);
+    run_as(&mut stage2(&t, &[]), 1234, 5678).assert_code(0);
+    assert_eq!(t.owner("/opt/data/.env"), (1234, 5678));
+}
+
+#[test]
 fn remap_variables_without_root_are_named_and_ignored() {
     require_root();
     let t = TempRoot::new();

@@ -90,12 +90,47 @@ fn exercise(exec: Exec, uid: u32, gid: u32, name: &str, port: u16) -> Result<()>
     })?;
     let state = ok(exec, "cat /opt/data/profiles/modes/gateway_state.json")?;
     assert!(state.contains(r#""desired_state":"stopped""#), "{state}");
+
+    // The dashboard (enabled by every mode) is supervised, runs as the uid and answers on its port.
+    let dashboard_port = dashboard_port(port);
+    poll("the dashboard to accept a connection", GATEWAY_TIMEOUT, || {
+        Ok(exec(&format!(
+            "/opt/hermes/.venv/bin/python -c \"import socket; socket.create_connection(('127.0.0.1', \
+             {dashboard_port}), 1)\""
+        ))?
+        .ok())
+    })
+    .with_context(|| format!("{:?}", exec("/command/s6-svstat /run/service/dashboard")))?;
+    let owners = ok(
+        exec,
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'hermes dashboar[d] --host' && \
+         stat -c %u $p; done; :",
+    )?;
+    assert!(!owners.is_empty(), "no dashboard process");
+    assert!(owners.lines().all(|u| u == uid.to_string()), "{owners}");
     Ok(())
+}
+
+/// The dashboard's port in a mode whose API server listens on `port`.
+fn dashboard_port(port: u16) -> u16 {
+    port + 1000
+}
+
+/// What every mode's container gets: the dashboard on, on its own port.
+fn dashboard_env(port: u16) -> [(&'static str, String); 2] {
+    [
+        ("HERMES_DASHBOARD", "1".to_string()),
+        ("HERMES_DASHBOARD_PORT", dashboard_port(port).to_string()),
+    ]
 }
 
 /// Starts a Docker mode, waits for its boot and runs [`exercise`] through `docker exec` as the
 /// container's own user (`exec_user` overrides it). Returns the container and its log.
 fn docker_mode(run: Run, exec_user: Option<&str>, ids: (u32, u32), port: u16) -> Result<(Container, String)> {
+    let mut run = run;
+    for (k, v) in dashboard_env(port) {
+        run = run.env(k, &v);
+    }
     let c = run.cmd(&["sleep", "infinity"]).start()?;
     c.wait_until("the boot's readiness line", BOOT_TIMEOUT, || {
         Ok(c.logs()?.contains("reconcile: profile=default"))
@@ -221,6 +256,30 @@ fn openshift_arbitrary_uid_with_gid_0() -> Result<()> {
     assert_eq!(
         c.exec_as("1000170000:0", "getent passwd 1000170000")?.stdout,
         "hermes:x:1000170000:0:hermes:/opt/data:/bin/sh\n"
+    );
+    Ok(())
+}
+
+/// A uid that cannot write the volume: it cannot repair it either, so the boot stops with one line
+/// saying what to do, and the command does not run.
+#[test]
+fn a_volume_the_user_cannot_write_stops_the_boot() -> Result<()> {
+    let vol = volume_dir(10000, 10000, 0o755)?;
+    let r = Run::new()
+        .user("1234:5678")
+        .volume(vol.as_str(), "/opt/data")
+        .cmd(&["sh", "-c", "echo COMMAND_RAN"])
+        .run_to_end(BOOT_TIMEOUT)?;
+    assert_ne!(r.code, 0, "{r}");
+    assert!(!r.stdout.contains("COMMAND_RAN"), "{r}");
+    let all = r.all();
+    let errors: Vec<&str> = all.lines().filter(|l| l.starts_with("[stage2] ERROR:")).collect();
+    assert_eq!(
+        errors,
+        ["[stage2] ERROR: HERMES_HOME /opt/data is not writable by uid 1234 gid 5678, which the container runs \
+as (owner 10000:10000, mode 0755); give the volume to that uid or group, or start as root with \
+-e HERMES_UID=1234 -e HERMES_GID=5678 — stopping"],
+        "{r}"
     );
     Ok(())
 }
@@ -500,7 +559,14 @@ fn podman_mode(
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ),
     };
+    let env: Vec<String> = dashboard_env(port)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let mut args = vec!["run", "-d", "--name", c.name.as_str(), "--network", "host"];
+    for e in &env {
+        args.extend(["-e", e.as_str()]);
+    }
     args.extend_from_slice(opts);
     args.extend([image.as_str(), "sleep", "infinity"]);
     let r = podman(&args)?;

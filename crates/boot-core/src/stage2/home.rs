@@ -68,6 +68,13 @@ pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<
                 ));
                 return Err(());
             }
+            if let Some(why) = not_writable_without_root(&d) {
+                report.error(format_args!(
+                    "HERMES_HOME {} {why} — stopping",
+                    display_path(&home)
+                ));
+                return Err(());
+            }
             Ok((home, Some(d)))
         }
         Ok(Entry::Symlink) => {
@@ -91,6 +98,26 @@ pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<
             Err(())
         }
     }
+}
+
+/// A run without root cannot repair H's owner: when it cannot write there itself, every step and the
+/// application would fail one by one. The reason, naming the owner and what to do, else `None`.
+fn not_writable_without_root(dir: &Dir) -> Option<String> {
+    let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
+    if uid.is_root() {
+        return None;
+    }
+    let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+    rustix::fs::accessat(dir.fd(), ".", access, rustix::fs::AtFlags::EACCESS).err()?;
+    let (u, g) = (uid.as_raw(), gid.as_raw());
+    let owner = dir
+        .meta()
+        .map(|m| format!(" (owner {}:{}, mode {:04o})", m.uid, m.gid, m.perm))
+        .unwrap_or_default();
+    Some(format!(
+        "is not writable by uid {u} gid {g}, which the container runs as{owner}; give the volume to that uid or \
+group, or start as root with -e HERMES_UID={u} -e HERMES_GID={g}"
+    ))
 }
 
 /// Whether the file system holding the directory is mounted read-only (`ST_RDONLY`).
