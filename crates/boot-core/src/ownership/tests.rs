@@ -37,6 +37,29 @@ fn handover() -> Handover {
     }
 }
 
+/// The two ways the walk changes an entry: by name, when the kernel's `fs.protected_hardlinks` makes a
+/// swap since the `stat` harmless, and through an `O_PATH` descriptor checked against the `stat`, when it
+/// does not. Every case that changes entries runs on both, whatever this machine's setting (hosts with
+/// the setting off exist, and that path is the race-safe one).
+const HARDLINK_RULES: [bool; 2] = [true, false];
+
+/// [`Options`] for one of [`HARDLINK_RULES`].
+fn on_rule(protected: bool) -> Options {
+    Options {
+        protected_hardlinks: Some(protected),
+        ..Options::default()
+    }
+}
+
+/// The child flag for one of [`HARDLINK_RULES`].
+fn rule_flag(protected: bool) -> &'static str {
+    if protected {
+        "protected"
+    } else {
+        "unprotected"
+    }
+}
+
 fn anchor(p: &Path) -> Dir {
     match Dir::open_anchor(&RootPrefix::none(), p).expect("open anchor") {
         Entry::Found(d) => d,
@@ -188,7 +211,8 @@ fn run_child(test: &str, target: &Path, flags: &str) -> ChildRun {
     }
 }
 
-/// The child side. Flags: `dry`, `nochown` (drop CAP_CHOWN), `openat` (no openat2), `progress` (progress
+/// The child side. Flags: `dry`, `nochown` (drop CAP_CHOWN), `openat` (no openat2), `protected` /
+/// `unprotected` (one of [`HARDLINK_RULES`]), `progress` (progress
 /// line on every clock check), `tmpfs=REL` (mount a tmpfs at REL below the target, with a root-owned file
 /// `inner` in it), `bind=REL` (bind-mount the sibling directory `bindsrc` of the target at REL).
 fn child_main() -> ! {
@@ -202,6 +226,8 @@ fn child_main() -> ! {
         match f.split_once('=') {
             None if f == "dry" => dry = true,
             None if f == "openat" => opts.force_openat = true,
+            None if f == "protected" => opts.protected_hardlinks = Some(true),
+            None if f == "unprotected" => opts.protected_hardlinks = Some(false),
             None if f == "progress" => opts.progress_every = Duration::ZERO,
             None if f == "nochown" => {
                 let mut caps = rustix::thread::capabilities(None).expect("capget");
@@ -279,66 +305,137 @@ fn repairs_every_entry_type_including_non_utf8_names() {
         return;
     }
     require_root();
-    let t = tempdir();
-    let h = mixed_tree(t.path());
-    let paths = all_paths(&h);
-    let run = run_child("repairs_every_entry_type_including_non_utf8_names", &h, "");
-    for p in &paths {
-        assert_eq!(owner(p), U, "{}", p.display());
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let h = mixed_tree(t.path());
+        let paths = all_paths(&h);
+        let run = run_child(
+            "repairs_every_entry_type_including_non_utf8_names",
+            &h,
+            rule_flag(protected),
+        );
+        for p in &paths {
+            assert_eq!(owner(p), U, "protected_hardlinks={protected}: {}", p.display());
+        }
+        assert_eq!(run.checked, paths.len() as u64);
+        assert_eq!(run.changed, paths.len() as u64);
+        assert_eq!(run.warnings, 0, "{}", run.stdout);
+        let summary = format!(
+            "[stage2] Ownership of {}: {} entries checked, {} changed",
+            h.display(),
+            paths.len(),
+            paths.len()
+        );
+        assert!(run.stdout.lines().any(|l| l == summary), "{}", run.stdout);
     }
-    assert_eq!(run.checked, paths.len() as u64);
-    assert_eq!(run.changed, paths.len() as u64);
-    assert_eq!(run.warnings, 0, "{}", run.stdout);
-    let summary = format!(
-        "[stage2] Ownership of {}: {} entries checked, {} changed",
-        h.display(),
-        paths.len(),
-        paths.len()
-    );
-    assert!(run.stdout.lines().any(|l| l == summary), "{}", run.stdout);
 }
 
 #[test]
 fn already_right_tree_is_not_touched() {
     require_root();
-    let t = tempdir();
-    let h = mixed_tree(t.path());
-    let (first, _, w) = walk(&h, false, Options::default());
-    assert_eq!(w, 0);
-    assert!(first.changed > 0);
-    let paths = all_paths(&h);
-    let before: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
-    std::thread::sleep(Duration::from_millis(20));
-    let (second, _, w) = walk(&h, false, Options::default());
-    assert_eq!(w, 0);
-    assert_eq!(
-        second,
-        RepairStats {
-            checked: paths.len() as u64,
-            changed: 0,
-            refused: false
-        }
-    );
-    let after: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
-    assert_eq!(
-        before, after,
-        "an entry that was already right had its inode rewritten"
-    );
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let h = mixed_tree(t.path());
+        let (first, _, w) = walk(&h, false, on_rule(protected));
+        assert_eq!(w, 0);
+        assert!(first.changed > 0);
+        let paths = all_paths(&h);
+        let before: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
+        std::thread::sleep(Duration::from_millis(20));
+        let (second, diag, w) = walk(&h, false, on_rule(protected));
+        assert_eq!(w, 0);
+        assert_eq!(
+            second,
+            RepairStats {
+                checked: paths.len() as u64,
+                changed: 0,
+                refused: false
+            }
+        );
+        assert_eq!(diag.pinned, 0, "nothing to change, nothing pinned");
+        let after: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
+        assert_eq!(
+            before, after,
+            "protected_hardlinks={protected}: an entry that was already right had its inode rewritten"
+        );
+    }
 }
 
 #[test]
 fn gid_only_difference_is_repaired() {
+    // The upstream script's bug: it skipped whatever already had the right uid, so a GID-only remap
+    // left every file in the old group. Each kind of entry, at two depths, with only the gid wrong; and
+    // one with only the uid wrong.
     require_root();
-    let t = tempdir();
-    let h = t.path().join("data");
-    std::fs::create_dir(&h).unwrap();
-    std::fs::write(h.join("f"), b"x").unwrap();
-    lchown(&h, (U.0, 0));
-    lchown(&h.join("f"), (U.0, 0));
-    let (s, _, w) = walk(&h, false, Options::default());
-    assert_eq!((s.checked, s.changed, w), (2, 2, 0));
-    assert_eq!(owner(&h.join("f")), U);
-    assert_eq!(owner(&h), U);
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let h = t.path().join("data");
+        std::fs::create_dir_all(h.join("sub/deeper")).unwrap();
+        std::fs::write(h.join("f"), b"x").unwrap();
+        std::fs::write(h.join("sub/deeper/g"), b"x").unwrap();
+        std::os::unix::fs::symlink("f", h.join("sub/link")).unwrap();
+        nix::unistd::mkfifo(
+            &h.join("sub/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::fs::write(h.join("uid-only"), b"x").unwrap();
+        for p in all_paths(&h) {
+            lchown(&p, (U.0, 4242));
+        }
+        lchown(&h.join("uid-only"), (4343, U.1));
+        let (s, d, w) = walk(&h, false, on_rule(protected));
+        let paths = all_paths(&h);
+        for p in &paths {
+            assert_eq!(owner(p), U, "protected_hardlinks={protected}: {}", p.display());
+        }
+        assert_eq!(
+            (s.checked, s.changed, w),
+            (paths.len() as u64, paths.len() as u64, 0)
+        );
+        // f, g, fifo and uid-only go through a checked descriptor without the kernel's protection.
+        assert_eq!(d.pinned, if protected { 0 } else { 4 });
+    }
+}
+
+#[test]
+fn only_entries_not_yet_right_are_changed_and_counted() {
+    // Right entries among wrong ones, at every depth: the count says exactly how many were changed, and
+    // the right ones keep their inode untouched.
+    require_root();
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let h = t.path().join("data");
+        std::fs::create_dir_all(h.join("a/b")).unwrap();
+        for d in ["", "a", "a/b"] {
+            std::fs::write(h.join(d).join("right"), b"x").unwrap();
+            std::fs::write(h.join(d).join("wrong"), b"x").unwrap();
+        }
+        for p in all_paths(&h) {
+            lchown(&p, U);
+        }
+        for d in ["", "a", "a/b"] {
+            lchown(&h.join(d).join("wrong"), (0, 0));
+        }
+        lchown(&h.join("a"), (0, 0));
+        let right: Vec<_> = ["right", "a/right", "a/b/right", "a/b"]
+            .iter()
+            .map(|p| (p, ctime(&h.join(p))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+        let (s, _, w) = walk(&h, false, on_rule(protected));
+        assert_eq!(
+            (s.checked, s.changed, w),
+            (9, 4, 0),
+            "protected_hardlinks={protected}"
+        );
+        for p in all_paths(&h) {
+            assert_eq!(owner(&p), U, "{}", p.display());
+        }
+        for (p, before) in right {
+            assert_eq!(ctime(&h.join(p)), before, "{p} was rewritten");
+        }
+    }
 }
 
 /// A tree wide and deep enough that idle helper threads are handed subdirectories.
@@ -391,21 +488,26 @@ fn a_shared_walk_changes_exactly_what_one_thread_changes() {
 #[test]
 fn symlinks_are_changed_themselves_and_never_followed() {
     require_root();
-    let t = tempdir();
-    let outside = tempdir();
-    std::fs::write(outside.path().join("secret"), b"root only").unwrap();
-    std::fs::create_dir(outside.path().join("dir")).unwrap();
-    std::fs::write(outside.path().join("dir/f"), b"x").unwrap();
-    let h = t.path().join("data");
-    std::fs::create_dir(&h).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret"), h.join("to-file")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("dir"), h.join("to-dir")).unwrap();
-    let (s, _, w) = walk(&h, false, Options::default());
-    assert_eq!((s.checked, s.changed, w), (3, 3, 0));
-    assert_eq!(owner(&h.join("to-file")), U);
-    assert_eq!(owner(&h.join("to-dir")), U);
-    for p in all_paths(outside.path()) {
-        assert_eq!(owner(&p), (0, 0), "followed a symlink to {}", p.display());
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let outside = tempdir();
+        std::fs::write(outside.path().join("secret"), b"root only").unwrap();
+        std::fs::create_dir(outside.path().join("dir")).unwrap();
+        std::fs::write(outside.path().join("dir/f"), b"x").unwrap();
+        let h = t.path().join("data");
+        std::fs::create_dir(&h).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), h.join("to-file")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("dir"), h.join("to-dir")).unwrap();
+        let (s, d, w) = walk(&h, false, on_rule(protected));
+        assert_eq!((s.checked, s.changed, w), (3, 3, 0));
+        // A symlink is changed by name on both paths: chown on its descriptor would follow nothing,
+        // but lchownat on the name changes the link itself and nothing else.
+        assert_eq!(d.pinned, 0);
+        assert_eq!(owner(&h.join("to-file")), U);
+        assert_eq!(owner(&h.join("to-dir")), U);
+        for p in all_paths(outside.path()) {
+            assert_eq!(owner(&p), (0, 0), "followed a symlink to {}", p.display());
+        }
     }
 }
 
@@ -436,14 +538,16 @@ fn symlinked_target_is_refused() {
 #[test]
 fn absent_target_is_nothing_and_file_target_is_one_entry() {
     require_root();
-    let t = tempdir();
-    let (s, _, w) = walk(&t.path().join("missing"), false, Options::default());
-    assert_eq!((s, w), (RepairStats::default(), 0));
-    let f = t.path().join("lone");
-    std::fs::write(&f, b"x").unwrap();
-    let (s, _, w) = walk(&f, false, Options::default());
-    assert_eq!((s.checked, s.changed, w), (1, 1, 0));
-    assert_eq!(owner(&f), U);
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let (s, _, w) = walk(&t.path().join("missing"), false, on_rule(protected));
+        assert_eq!((s, w), (RepairStats::default(), 0));
+        let f = t.path().join("lone");
+        std::fs::write(&f, b"x").unwrap();
+        let (s, _, w) = walk(&f, false, on_rule(protected));
+        assert_eq!((s.checked, s.changed, w), (1, 1, 0));
+        assert_eq!(owner(&f), U);
+    }
 }
 
 #[test]
@@ -452,31 +556,34 @@ fn hard_link_to_foreign_file_is_refused() {
         return;
     }
     require_root();
-    let t = tempdir();
-    let h = t.path().join("data");
-    std::fs::create_dir(&h).unwrap();
-    let shadow = t.path().join("shadow");
-    std::fs::write(&shadow, b"root:*:").unwrap();
-    std::fs::hard_link(&shadow, h.join("innocent")).unwrap();
-    // A hard-linked file the user already owned (u0) is still repaired (here: its group).
-    std::fs::write(h.join("own"), b"x").unwrap();
-    std::fs::hard_link(h.join("own"), h.join("own2")).unwrap();
-    lchown(&h.join("own"), (U.0, 0));
-    let run = run_child("hard_link_to_foreign_file_is_refused", &h, "");
-    let want = format!(
-        "[stage2] Warning: refusing chown of hard-linked file {} (2 links) — continuing",
-        h.join("innocent").display()
-    );
-    assert_eq!(
-        run.lines_with("hard-linked"),
-        vec![want.as_str()],
-        "{}",
-        run.stdout
-    );
-    assert_eq!(owner(&shadow), (0, 0));
-    assert_eq!(owner(&h.join("own")), U);
-    // h, own/own2 (one inode, changed once; the second name is already right) — the refusal is no change.
-    assert_eq!((run.checked, run.changed, run.warnings), (4, 2, 1));
+    for protected in HARDLINK_RULES {
+        let t = tempdir();
+        let h = t.path().join("data");
+        std::fs::create_dir(&h).unwrap();
+        let shadow = t.path().join("shadow");
+        std::fs::write(&shadow, b"root:*:").unwrap();
+        std::fs::hard_link(&shadow, h.join("innocent")).unwrap();
+        // A hard-linked file the user already owned (u0) is still repaired (here: its group).
+        std::fs::write(h.join("own"), b"x").unwrap();
+        std::fs::hard_link(h.join("own"), h.join("own2")).unwrap();
+        lchown(&h.join("own"), (U.0, 0));
+        let run = run_child("hard_link_to_foreign_file_is_refused", &h, rule_flag(protected));
+        let want = format!(
+            "[stage2] Warning: refusing chown of hard-linked file {} (2 links) — continuing",
+            h.join("innocent").display()
+        );
+        assert_eq!(
+            run.lines_with("hard-linked"),
+            vec![want.as_str()],
+            "protected_hardlinks={protected}: {}",
+            run.stdout
+        );
+        assert_eq!(owner(&shadow), (0, 0));
+        assert_eq!(owner(&h.join("own")), U);
+        // h, own/own2 (one inode, changed once; the second name is already right) — the refusal is no
+        // change.
+        assert_eq!((run.checked, run.changed, run.warnings), (4, 2, 1));
+    }
 }
 
 /// Regular files, a FIFO, devices, a symlink, an entry whose uid is already right and whose gid is not, and
@@ -799,7 +906,8 @@ fn entries_vanishing_during_the_walk_are_skipped_silently() {
     // Walk while the tree changes under us, for at least 50 rounds of churn.
     let mut walks = 0;
     while walks < 30 || rounds.load(Ordering::Relaxed) < 50 {
-        let (_, _, warnings) = walk(&h, false, Options::default());
+        let rule = HARDLINK_RULES[walks % 2];
+        let (_, _, warnings) = walk(&h, false, on_rule(rule));
         assert_eq!(warnings, 0);
         walks += 1;
     }
@@ -813,11 +921,18 @@ fn dry_run_prints_would_lines_and_changes_nothing() {
         return;
     }
     require_root();
+    for protected in HARDLINK_RULES {
+        dry_run_on_rule(protected);
+    }
+}
+
+fn dry_run_on_rule(protected: bool) {
     let t = tempdir();
     let h = mixed_tree(t.path());
     let paths = all_paths(&h);
     let before: Vec<_> = paths.iter().map(|p| ctime(p)).collect();
-    let run = run_child("dry_run_prints_would_lines_and_changes_nothing", &h, "dry");
+    let flags = format!("dry,{}", rule_flag(protected));
+    let run = run_child("dry_run_prints_would_lines_and_changes_nothing", &h, &flags);
     assert_eq!(
         run.lines_with("would chown ").len(),
         paths.len(),
@@ -849,9 +964,16 @@ fn chown_refused_ends_the_walk_with_one_warning() {
         return;
     }
     require_root();
+    for protected in HARDLINK_RULES {
+        chown_refused_on_rule(protected);
+    }
+}
+
+fn chown_refused_on_rule(protected: bool) {
     let t = tempdir();
     let h = mixed_tree(t.path());
-    let run = run_child("chown_refused_ends_the_walk_with_one_warning", &h, "nochown");
+    let flags = format!("nochown,{}", rule_flag(protected));
+    let run = run_child("chown_refused_ends_the_walk_with_one_warning", &h, &flags);
     let lines = run.lines_with("Warning:");
     assert_eq!(lines.len(), 1, "{}", run.stdout);
     assert!(lines[0].starts_with("[stage2] Warning: chown "), "{}", lines[0]);
@@ -891,8 +1013,14 @@ fn long_walk_prints_progress_lines() {
 
 #[test]
 fn unreadable_root_entries_and_everything_below_keep_their_owner_with_one_warning() {
-    use std::os::unix::fs::PermissionsExt;
     require_root();
+    for protected in HARDLINK_RULES {
+        unreadable_on_rule(protected);
+    }
+}
+
+fn unreadable_on_rule(protected: bool) {
+    use std::os::unix::fs::PermissionsExt;
     let t = tempdir();
     let h = t.path().join("data");
     std::fs::create_dir_all(h.join("vault/deeper")).unwrap();
@@ -914,7 +1042,7 @@ fn unreadable_root_entries_and_everything_below_keep_their_owner_with_one_warnin
         &parent,
         OsStr::new("data"),
         &handover(),
-        Options::default(),
+        on_rule(protected),
     );
     for p in ["vault", "vault/deeper", "vault/deeper/readable", "secret"] {
         assert_eq!(owner(&h.join(p)), (0, 0), "{p}");
