@@ -165,6 +165,8 @@ struct ChildRun {
     checked: u64,
     changed: u64,
     warnings: u32,
+    /// Entries changed through a checked `O_PATH` descriptor.
+    pinned: u64,
 }
 
 impl ChildRun {
@@ -207,12 +209,14 @@ fn run_child(test: &str, target: &Path, flags: &str) -> ChildRun {
         checked: v[0],
         changed: v[1],
         warnings: v[2] as u32,
+        pinned: v[3],
         stdout,
     }
 }
 
 /// The child side. Flags: `dry`, `nochown` (drop CAP_CHOWN), `openat` (no openat2), `protected` /
-/// `unprotected` (one of [`HARDLINK_RULES`]), `progress` (progress
+/// `unprotected` (one of [`HARDLINK_RULES`]), `hardlinks=V` (read V as `fs.protected_hardlinks`),
+/// `progress` (progress
 /// line on every clock check), `tmpfs=REL` (mount a tmpfs at REL below the target, with a root-owned file
 /// `inner` in it), `bind=REL` (bind-mount the sibling directory `bindsrc` of the target at REL).
 fn child_main() -> ! {
@@ -233,6 +237,29 @@ fn child_main() -> ! {
                 let mut caps = rustix::thread::capabilities(None).expect("capget");
                 caps.effective.remove(rustix::thread::CapabilitySet::CHOWN);
                 rustix::thread::set_capabilities(None, caps).expect("capset");
+            }
+            Some(("hardlinks", value)) => {
+                // What this process reads as fs.protected_hardlinks, in a mount namespace of its own:
+                // the host's setting is never changed.
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .expect("make / private");
+                let fake = target.parent().unwrap().join("protected_hardlinks");
+                std::fs::write(&fake, format!("{value}\n")).unwrap();
+                mount(
+                    Some(&fake),
+                    "/proc/sys/fs/protected_hardlinks",
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .expect("bind over /proc/sys/fs/protected_hardlinks");
             }
             Some((kind, rel)) => {
                 // A private mount namespace: the mount disappears with this process.
@@ -267,7 +294,7 @@ fn child_main() -> ! {
     }
     let parent = anchor(target.parent().expect("parent"));
     let report = Report::stage2(dry);
-    let (stats, _) = repair_with(
+    let (stats, diag) = repair_with(
         &report,
         &parent,
         target.file_name().expect("name"),
@@ -288,10 +315,11 @@ fn child_main() -> ! {
     }
     let _ = writeln!(
         out,
-        "CHILD-STATS {} {} {}",
+        "CHILD-STATS {} {} {} {}",
         stats.checked,
         stats.changed,
-        report.warnings()
+        report.warnings(),
+        diag.pinned
     );
     let _ = out.flush();
     std::process::exit(0);
@@ -653,6 +681,36 @@ fn the_kernel_setting_picks_the_path_when_no_option_does() {
         "fs.protected_hardlinks={protected}, pinned {}",
         d.pinned
     );
+}
+
+#[test]
+fn each_value_of_the_kernel_setting_picks_its_path() {
+    if is_child("each_value_of_the_kernel_setting_picks_its_path") {
+        return;
+    }
+    require_root();
+    // 0 is the setting off; 2 is not a value the kernel takes, and what is not 1 is treated as off
+    // (the checked path is safe on every kernel).
+    for (value, pinned) in [("0", true), ("1", false), ("2", true)] {
+        let t = tempdir();
+        let h = tree_for_both_rules(t.path());
+        let run = run_child(
+            "each_value_of_the_kernel_setting_picks_its_path",
+            &h,
+            &format!("hardlinks={value}"),
+        );
+        assert_eq!(
+            run.pinned > 0,
+            pinned,
+            "fs.protected_hardlinks={value}: {}",
+            run.stdout
+        );
+        for p in all_paths(&h) {
+            let want = if p.ends_with("innocent") { (0, 0) } else { U };
+            assert_eq!(owner(&p), want, "fs.protected_hardlinks={value}: {}", p.display());
+        }
+        assert_eq!(run.warnings, 1, "one hard-link refusal: {}", run.stdout);
+    }
 }
 
 #[test]
