@@ -214,6 +214,20 @@ fn run_child(test: &str, target: &Path, flags: &str) -> ChildRun {
     }
 }
 
+/// Moves this process into a mount namespace of its own, so its mounts disappear with it.
+fn private_mount_namespace() {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / private");
+}
+
 /// The child side. Flags: `dry`, `nochown` (drop CAP_CHOWN), `openat` (no openat2), `protected` /
 /// `unprotected` (one of [`HARDLINK_RULES`]), `hardlinks=V` (read V as `fs.protected_hardlinks`),
 /// `progress` (progress
@@ -241,15 +255,7 @@ fn child_main() -> ! {
             Some(("hardlinks", value)) => {
                 // What this process reads as fs.protected_hardlinks, in a mount namespace of its own:
                 // the host's setting is never changed.
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .expect("make / private");
+                private_mount_namespace();
                 let fake = target.parent().unwrap().join("protected_hardlinks");
                 std::fs::write(&fake, format!("{value}\n")).unwrap();
                 mount(
@@ -262,16 +268,7 @@ fn child_main() -> ! {
                 .expect("bind over /proc/sys/fs/protected_hardlinks");
             }
             Some((kind, rel)) => {
-                // A private mount namespace: the mount disappears with this process.
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .expect("make / private");
+                private_mount_namespace();
                 let at = target.join(rel);
                 if kind == "tmpfs" {
                     mount(
