@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 
+use crate::account_line;
 use crate::atomic::{read_for_rewrite, NewFile};
 use crate::error::{SysError, SysResult};
 use crate::guarded::{Dir, Entry, Meta};
@@ -44,16 +45,6 @@ const READ_LIMIT: u64 = 64 << 20;
 // Pure edits
 // ---------------------------------------------------------------------------------------------------------
 
-/// The lines of `text` without their newline; a last line without a newline is kept, the empty piece after
-/// a final newline is not.
-fn lines(text: &[u8]) -> Vec<&[u8]> {
-    if text.is_empty() {
-        return Vec::new();
-    }
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    body.split(|b| *b == b'\n').collect()
-}
-
 /// Joins lines, each followed by a newline.
 fn join(lines: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
@@ -65,7 +56,7 @@ fn join(lines: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn owned_lines(text: &[u8]) -> Vec<Vec<u8>> {
-    lines(text).into_iter().map(<[u8]>::to_vec).collect()
+    account_line::lines(text).into_iter().map(<[u8]>::to_vec).collect()
 }
 
 /// Byte ranges of the `:`-separated fields of a line.
@@ -92,45 +83,8 @@ fn with_field(line: &[u8], index: usize, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The same numeric rule as the account reader: ASCII digits that fit a u32.
-fn numeric(field: &str) -> Option<u32> {
-    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    field.parse().ok()
-}
-
-/// The fields of a line that the account reader accepts: UTF-8, at least `min_fields` fields, a name that
-/// is neither empty nor a NIS `+`/`-` entry.
-fn record(line: &[u8], min_fields: usize) -> Option<Vec<&str>> {
-    let s = std::str::from_utf8(line).ok()?;
-    let f: Vec<&str> = s.split(':').collect();
-    if f.len() < min_fields || f[0].is_empty() || f[0].starts_with(['+', '-']) {
-        return None;
-    }
-    Some(f)
-}
-
-/// (name, uid, gid) of a well-formed passwd line.
-fn passwd_record(line: &[u8]) -> Option<(&str, u32, u32)> {
-    let f = record(line, 7)?;
-    Some((f[0], numeric(f[2])?, numeric(f[3])?))
-}
-
-/// (name, gid, members field) of a well-formed group line.
-fn group_record(line: &[u8]) -> Option<(&str, u32, &str)> {
-    let f = record(line, 4)?;
-    Some((f[0], numeric(f[2])?, f[3]))
-}
-
-/// (name, members field) of a well-formed gshadow line (`name:password:admins:members`).
-fn gshadow_record(line: &[u8]) -> Option<(&str, &str)> {
-    let f = record(line, 4)?;
-    Some((f[0], f[3]))
-}
-
 fn is_member(members: &str, user: &str) -> bool {
-    members.split(',').any(|m| m == user)
+    account_line::members(members).any(|m| m == user)
 }
 
 /// A member list with `user` appended.
@@ -149,12 +103,12 @@ pub fn set_uid(passwd: &[u8], user: &str, new_uid: u32) -> Option<Vec<u8>> {
     let mut ls = owned_lines(passwd);
     let i = ls
         .iter()
-        .position(|l| passwd_record(l).is_some_and(|(n, _, _)| n == user))?;
-    let (_, old, _) = passwd_record(&ls[i])?;
+        .position(|l| account_line::passwd(l).is_some_and(|p| p.name == user))?;
+    let old = account_line::passwd(&ls[i])?.uid;
     if old == new_uid {
         return None;
     }
-    ls[i] = with_field(&ls[i], 2, new_uid.to_string().as_bytes());
+    ls[i] = with_field(&ls[i], account_line::PASSWD_UID, new_uid.to_string().as_bytes());
     Some(join(&ls))
 }
 
@@ -168,8 +122,8 @@ pub fn set_primary_gid(passwd: &[u8], old: u32, new: u32) -> Option<(Vec<u8>, us
     let mut ls = owned_lines(passwd);
     let mut changed = 0;
     for l in ls.iter_mut() {
-        if passwd_record(l).is_some_and(|(_, _, g)| g == old) {
-            *l = with_field(l, 3, new.to_string().as_bytes());
+        if account_line::passwd(l).is_some_and(|p| p.gid == old) {
+            *l = with_field(l, account_line::PASSWD_GID, new.to_string().as_bytes());
             changed += 1;
         }
     }
@@ -186,26 +140,26 @@ pub fn change_gid(group: &[u8], old: u32, new: u32) -> Option<(Vec<u8>, String)>
     let mut ls = owned_lines(group);
     let i = ls
         .iter()
-        .position(|l| group_record(l).is_some_and(|(_, g, _)| g == old))?;
-    let name = group_record(&ls[i])?.0.to_string();
-    ls[i] = with_field(&ls[i], 2, new.to_string().as_bytes());
+        .position(|l| account_line::group(l).is_some_and(|g| g.gid == old))?;
+    let name = account_line::group(&ls[i])?.name.to_string();
+    ls[i] = with_field(&ls[i], account_line::GROUP_GID, new.to_string().as_bytes());
     Some((join(&ls), name))
 }
 
 /// Name of the first well-formed group with this gid.
 pub fn group_name_of(group: &[u8], gid: u32) -> Option<String> {
-    lines(group).into_iter().find_map(|l| {
-        group_record(l)
-            .filter(|(_, g, _)| *g == gid)
-            .map(|(n, _, _)| n.to_string())
+    account_line::lines(group).into_iter().find_map(|l| {
+        account_line::group(l)
+            .filter(|g| g.gid == gid)
+            .map(|g| g.name.to_string())
     })
 }
 
 /// Gid of the first well-formed group with this name.
 pub fn gid_of_group(group: &[u8], name: &str) -> Option<u32> {
-    lines(group)
+    account_line::lines(group)
         .into_iter()
-        .find_map(|l| group_record(l).filter(|(n, _, _)| *n == name).map(|(_, g, _)| g))
+        .find_map(|l| account_line::group(l).filter(|g| g.name == name).map(|g| g.gid))
 }
 
 /// Appends `user` to the member list of the first well-formed group with gid `gid`. Returns the new content
@@ -214,14 +168,14 @@ pub fn add_member(group: &[u8], gid: u32, user: &str) -> Option<(Vec<u8>, String
     let mut ls = owned_lines(group);
     let i = ls
         .iter()
-        .position(|l| group_record(l).is_some_and(|(_, g, _)| g == gid))?;
-    let (name, _, members) = group_record(&ls[i])?;
+        .position(|l| account_line::group(l).is_some_and(|g| g.gid == gid))?;
+    let account_line::GroupLine { name, members, .. } = account_line::group(&ls[i])?;
     if is_member(members, user) {
         return None;
     }
     let name = name.to_string();
     let new_members = with_member(members, user);
-    ls[i] = with_field(&ls[i], 3, &new_members);
+    ls[i] = with_field(&ls[i], account_line::MEMBERS, &new_members);
     Some((join(&ls), name))
 }
 
@@ -234,9 +188,9 @@ pub fn append_group(group: &[u8], name: &str, gid: u32, member: &str) -> Vec<u8>
 
 /// Whether gshadow has a well-formed entry for the group `name`.
 pub fn has_gshadow_entry(gshadow: &[u8], name: &str) -> bool {
-    lines(gshadow)
+    account_line::lines(gshadow)
         .into_iter()
-        .any(|l| gshadow_record(l).is_some_and(|(n, _)| n == name))
+        .any(|l| account_line::gshadow(l).is_some_and(|g| g.name == name))
 }
 
 /// Appends `user` to the member list of the gshadow entry of group `name`. `None` when there is no such
@@ -245,13 +199,13 @@ pub fn add_gshadow_member(gshadow: &[u8], name: &str, user: &str) -> Option<Vec<
     let mut ls = owned_lines(gshadow);
     let i = ls
         .iter()
-        .position(|l| gshadow_record(l).is_some_and(|(n, _)| n == name))?;
-    let (_, members) = gshadow_record(&ls[i])?;
+        .position(|l| account_line::gshadow(l).is_some_and(|g| g.name == name))?;
+    let members = account_line::gshadow(&ls[i])?.members;
     if is_member(members, user) {
         return None;
     }
     let new_members = with_member(members, user);
-    ls[i] = with_field(&ls[i], 3, &new_members);
+    ls[i] = with_field(&ls[i], account_line::MEMBERS, &new_members);
     Some(join(&ls))
 }
 
@@ -649,6 +603,7 @@ fn write_temp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account_line::lines;
 
     const PASSWD_TXT: &[u8] = b"root:x:0:0:root:/root:/bin/bash\n\
 # a comment line\n\

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::account_line;
 use crate::error::{SysError, SysResult};
 use crate::root::RootPrefix;
 
@@ -87,53 +88,31 @@ pub fn runtime_user_name(arg: Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_USER.to_string())
 }
 
-/// Parses `/etc/passwd`; lines that are not `name:pw:uid:gid:gecos:home:shell` with numeric ids are
-/// skipped (they are preserved by the editor, but never describe an account here).
+/// The accounts of `/etc/passwd`, in file order ([`crate::account_line`] says which lines count).
 pub fn parse_passwd(text: &[u8]) -> Vec<PasswdEntry> {
-    text.split(|b| *b == b'\n')
-        .filter_map(|line| {
-            let line = std::str::from_utf8(line).ok()?;
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 7 || f[0].is_empty() || f[0].starts_with(['+', '-']) {
-                return None;
-            }
-            Some(PasswdEntry {
-                name: f[0].to_string(),
-                uid: parse_id(f[2])?,
-                gid: parse_id(f[3])?,
-                home: PathBuf::from(f[5]),
-            })
+    account_line::lines(text)
+        .into_iter()
+        .filter_map(account_line::passwd)
+        .map(|p| PasswdEntry {
+            name: p.name.to_string(),
+            uid: p.uid,
+            gid: p.gid,
+            home: PathBuf::from(p.home),
         })
         .collect()
 }
 
-/// Parses `/etc/group` the same way (`name:pw:gid:member,member`).
+/// The groups of `/etc/group`, in file order.
 pub fn parse_group(text: &[u8]) -> Vec<GroupEntry> {
-    text.split(|b| *b == b'\n')
-        .filter_map(|line| {
-            let line = std::str::from_utf8(line).ok()?;
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 4 || f[0].is_empty() || f[0].starts_with(['+', '-']) {
-                return None;
-            }
-            Some(GroupEntry {
-                name: f[0].to_string(),
-                gid: parse_id(f[2])?,
-                members: f[3]
-                    .split(',')
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            })
+    account_line::lines(text)
+        .into_iter()
+        .filter_map(account_line::group)
+        .map(|g| GroupEntry {
+            name: g.name.to_string(),
+            gid: g.gid,
+            members: account_line::members(g.members).map(str::to_string).collect(),
         })
         .collect()
-}
-
-fn parse_id(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// Builds the account of `name` from already-read file contents; `None` when passwd has no such user.

@@ -374,7 +374,10 @@ mod tests {
     fn create_exclusive_never_replaces_anything() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"old").unwrap();
-        symlink("/nonexistent/target", t.path().join("dangling")).unwrap();
+        // A dangling symlink whose target is inside the test's own directory, so that following it
+        // would be seen.
+        let target = t.path().join("target");
+        symlink(&target, t.path().join("dangling")).unwrap();
         let d = anchor(&t);
         let r = Report::stage2(false);
         assert_eq!(
@@ -386,7 +389,7 @@ mod tests {
             Created::Existed
         );
         assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
-        assert!(!std::path::Path::new("/nonexistent/target").exists());
+        assert!(!target.exists(), "create_exclusive followed the dangling symlink");
     }
 
     #[test]

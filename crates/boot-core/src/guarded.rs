@@ -166,9 +166,6 @@ impl Dir {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
-    }
     /// The in-container path of this directory (for log lines).
     pub fn path(&self) -> &Path {
         &self.path

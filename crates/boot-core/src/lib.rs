@@ -12,6 +12,7 @@ pub mod report;
 pub mod root;
 
 pub mod account_db;
+pub mod account_line;
 pub mod accounts;
 pub mod anchor;
 pub mod atomic;

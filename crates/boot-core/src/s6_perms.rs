@@ -19,19 +19,10 @@ use crate::error::SysError;
 use crate::guarded::{Dir, Entry, Meta};
 use crate::report::Report;
 use crate::root::RootPrefix;
+use crate::s6_slot::{ROOT_CONTROL_MODE, ROOT_EVENT_MODE, ROOT_SUPERVISE_MODE, USER_EVENT_MODE};
 
 /// The static services' servicedirs (s6-rc's live directory).
 pub const SERVICEDIRS: &str = "/run/s6-rc/servicedirs";
-
-/// `supervise/`: group may enter (to reach `control`, `status`, `lock`) but not list or create.
-pub const SUPERVISE_MODE: u32 = 0o710;
-/// `supervise/control`: group may write commands.
-pub const CONTROL_MODE: u32 = 0o620;
-/// `event/`, `supervise/event/` by default: the group may enter but create nothing.
-pub const EVENT_MODE: u32 = crate::s6_slot::ROOT_EVENT_MODE;
-/// `event/`, `supervise/event/` in the legacy user-owned mode: the group may create its own FIFOs; setgid
-/// keeps them in the group, sticky stops members removing each other's.
-pub const LEGACY_EVENT_MODE: u32 = crate::s6_slot::USER_EVENT_MODE;
 
 /// What [`grant_group_control`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,12 +93,12 @@ fn grant_service(svc: &Dir, report: &Report, group: u32, event_mode: u32) {
         "supervise",
         FileType::Directory,
         group,
-        SUPERVISE_MODE,
+        ROOT_SUPERVISE_MODE,
     )
     .is_some()
     {
         if let Some(sup) = open_child(svc, report, "supervise") {
-            grant(&sup, report, "control", FileType::Fifo, group, CONTROL_MODE);
+            grant(&sup, report, "control", FileType::Fifo, group, ROOT_CONTROL_MODE);
             grant(&sup, report, "event", FileType::Directory, group, event_mode);
         }
     }
@@ -115,8 +106,8 @@ fn grant_service(svc: &Dir, report: &Report, group: u32, event_mode: u32) {
 }
 
 /// SP-02/SP-03 over `/run/s6-rc/servicedirs` (under the root prefix): each service in sorted order,
-/// skipping `.`, `s6rc-` and `s6-linux-` names. `event_mode` is [`EVENT_MODE`] or, in the legacy mode,
-/// [`LEGACY_EVENT_MODE`].
+/// skipping `.`, `s6rc-` and `s6-linux-` names. `event_mode` is [`ROOT_EVENT_MODE`] or, in the legacy mode,
+/// [`USER_EVENT_MODE`].
 pub fn grant_group_control(
     root: &RootPrefix,
     report: &Report,
@@ -174,8 +165,8 @@ pub fn run_supervise_perms(root: &RootPrefix, report: &Report, user: &str) -> u8
     let event_mode = match crate::reconcile::SlotMode::from_value(
         std::env::var_os(crate::reconcile::ENV_SLOTS).as_deref(),
     ) {
-        crate::reconcile::SlotMode::RootOwned => EVENT_MODE,
-        crate::reconcile::SlotMode::UserOwned => LEGACY_EVENT_MODE,
+        crate::reconcile::SlotMode::RootOwned => ROOT_EVENT_MODE,
+        crate::reconcile::SlotMode::UserOwned => USER_EVENT_MODE,
     };
     match grant_group_control(root, report, account.gid, event_mode) {
         Ok(Outcome::NoTree) => {

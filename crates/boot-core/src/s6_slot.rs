@@ -147,7 +147,9 @@ pub const ROOT_CONTROL_MODE: u32 = 0o620;
 /// for one, which turns into a root shell). The price: `s6-svwait` and `s6-svc -w…` need root;
 /// `s6-svstat` polling does the same job for the runtime user.
 pub const ROOT_EVENT_MODE: u32 = 0o710;
-/// Runtime-user slots (RP-11 as upstream): `event/`, `supervise/event/`.
+/// Runtime-user slots (RP-11 as upstream) and the legacy user-owned mode: `event/`, `supervise/event/`.
+/// The group may create its own FIFOs; setgid keeps them in the group, sticky stops members removing
+/// each other's.
 pub const USER_EVENT_MODE: u32 = 0o3730;
 
 /// Who owns a slot's entries.
