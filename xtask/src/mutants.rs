@@ -36,21 +36,37 @@ struct Group {
 }
 
 /// Every boot-core source file is in exactly one group (checked by [`check_groups_cover`]); paths are
-/// relative to [`SRC`].
+/// relative to [`SRC`]. `hostile-tests` runs all four programs, and nextest builds a package's binaries only
+/// when the package is selected, so a group with `hostile-tests` selects every program's package.
+const ALL_PROGRAMS: &[&str] = &[
+    "boot-core",
+    "stage2-setup",
+    "hostile-tests",
+    "main-wrapper",
+    "reconcile-profiles",
+    "supervise-perms",
+];
+
 const GROUPS: &[Group] = &[
     Group {
         name: "ownership",
         files: &["ownership.rs", "ownership/share.rs", "handover.rs"],
-        tests: &["boot-core", "stage2-setup", "hostile-tests"],
+        tests: ALL_PROGRAMS,
     },
     Group {
         name: "files",
         files: &["guarded.rs", "atomic.rs", "anchor.rs", "root.rs", "error.rs"],
-        tests: &["boot-core", "stage2-setup", "hostile-tests"],
+        tests: ALL_PROGRAMS,
     },
     Group {
         name: "accounts",
-        files: &["account_db.rs", "accounts.rs", "ids.rs", "nss_entry.rs"],
+        files: &[
+            "account_db.rs",
+            "account_line.rs",
+            "accounts.rs",
+            "ids.rs",
+            "nss_entry.rs",
+        ],
         tests: &["boot-core", "stage2-setup"],
     },
     Group {
@@ -168,13 +184,25 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     // After the diff: a change that leaves boot-core alone needs no cargo-mutants at all.
     ensure_cargo_mutants()?;
+    // The tools the tests run (Debian's s6, …), as for `cargo xtask test`.
+    crate::setup::ensure_packages(&crate::setup::TEST_PACKAGES)?;
     check_groups_cover(&root)?;
     let started = Instant::now();
     let mut total = Tally::default();
     let mut survivors: Vec<String> = Vec::new();
     let mut rows: Vec<(String, Tally)> = Vec::new();
     for g in groups {
-        let out = out_root.join(g.name);
+        // Runs of single files of one group keep their results apart, so several can be compared.
+        let out = if only_files.is_empty() {
+            out_root.join(g.name)
+        } else {
+            let mut tag = g.name.to_string();
+            for f in g.files.iter().filter(|f| only_files.iter().any(|o| o == *f)) {
+                tag.push('.');
+                tag.push_str(&f.trim_end_matches(".rs").replace('/', "-"));
+            }
+            out_root.join(tag)
+        };
         let mut base = vec!["mutants".to_string(), "--package".into(), "boot-core".into()];
         let files: Vec<&&str> = g
             .files
@@ -197,43 +225,53 @@ pub fn run(args: &[String]) -> Result<()> {
             eprintln!("xtask: mutants: {}: no mutants", g.name);
             continue;
         }
-        let mut cmd = base.clone();
+        check_tests_pass_unmutated(&root, g)?;
+        let mut first = base.clone();
         if diff.is_some() && listed > IN_DIFF_CAP {
             let k = listed.div_ceil(IN_DIFF_CAP);
             eprintln!(
                 "xtask: mutants: {}: {listed} mutants on the changed lines; testing every {k}th (--shard 1/{k}) to stay inside the time budget",
                 g.name
             );
-            cmd.extend(["--shard".to_string(), format!("1/{k}")]);
+            first.extend(["--shard".to_string(), format!("1/{k}")]);
         }
-        cmd.extend(["--test-package".to_string(), g.tests.join(",")]);
-        cmd.extend(["--jobs".to_string(), jobs.clone()]);
-        cmd.extend([
-            "--minimum-test-timeout".to_string(),
-            MIN_TEST_TIMEOUT_SECS.to_string(),
-        ]);
-        cmd.extend(["--output".to_string(), out.display().to_string()]);
-        cmd.extend(extra.iter().cloned());
-        eprintln!(
-            "xtask: mutants: {} ({listed} mutants, tests of {})",
-            g.name,
-            g.tests.join(", ")
-        );
         let group_started = Instant::now();
-        let st = Command::new("cargo")
-            .args(&cmd)
-            .current_dir(&root)
-            .status()
-            .context("cannot start cargo mutants")?;
-        // 0: all caught; 2: some missed; 3: some timed out. Anything else is not a result.
-        if !matches!(st.code(), Some(0 | 2 | 3)) {
-            bail!(
-                "cargo {} failed ({st}); its log is in {}",
-                cmd.join(" "),
-                out.join("mutants.out").display()
+        // Pass 1, boot-core's own tests: most mutants fail one of them within a second, and a mutant
+        // judged by the whole group costs a rebuild of every program and test binary (about a minute).
+        eprintln!(
+            "xtask: mutants: {} ({listed} mutants), pass 1: boot-core's tests",
+            g.name
+        );
+        let mut results = cargo_mutants(&root, &first, &["boot-core"], &jobs, &extra, &out.join("pass1"))?;
+        // Pass 2, the whole group's tests, for the mutants boot-core's tests missed.
+        let missed: Vec<String> = results
+            .iter()
+            .filter(|(o, _)| *o == Outcome::Missed)
+            .map(|(_, l)| l.clone())
+            .collect();
+        if !missed.is_empty() && g.tests.len() > 1 {
+            eprintln!(
+                "xtask: mutants: {}, pass 2: the {} mutant(s) boot-core's tests missed, against the tests of {}",
+                g.name,
+                missed.len(),
+                g.tests.join(", ")
             );
+            let mut second = base.clone();
+            for m in &missed {
+                second.extend(["--re".to_string(), format!("^{}$", regex_escape(m))]);
+            }
+            let again = cargo_mutants(&root, &second, g.tests, &jobs, &extra, &out.join("pass2"))?;
+            if again.len() != missed.len() {
+                bail!(
+                    "pass 2 of {} tested {} mutants where pass 1 missed {}: the mutants' names did not select them",
+                    g.name,
+                    again.len(),
+                    missed.len()
+                );
+            }
+            results.retain(|(o, _)| *o != Outcome::Missed);
+            results.extend(again);
         }
-        let results = read_outcomes(&out.join("mutants.out"))?;
         for (file, t) in per_file(&results) {
             total.add(&t);
             rows.push((file, t));
@@ -293,6 +331,90 @@ pub fn in_diff_pass() -> Result<()> {
         started.elapsed().as_secs()
     );
     result
+}
+
+/// One cargo-mutants run of the mutants `base` selects, judged by the tests of `tests`; its outcomes.
+fn cargo_mutants(
+    root: &Path,
+    base: &[String],
+    tests: &[&str],
+    jobs: &str,
+    extra: &[String],
+    out: &Path,
+) -> Result<Vec<(Outcome, String)>> {
+    let mut cmd = base.to_vec();
+    cmd.extend(["--test-package".to_string(), tests.join(",")]);
+    cmd.extend(["--jobs".to_string(), jobs.to_string()]);
+    cmd.extend([
+        "--minimum-test-timeout".to_string(),
+        MIN_TEST_TIMEOUT_SECS.to_string(),
+    ]);
+    cmd.extend(["--output".to_string(), out.display().to_string()]);
+    cmd.extend(extra.iter().cloned());
+    let st = Command::new("cargo")
+        .args(&cmd)
+        .current_dir(root)
+        .status()
+        .context("cannot start cargo mutants")?;
+    // 0: all caught; 2: some missed; 3: some timed out. Anything else is not a result.
+    if !matches!(st.code(), Some(0 | 2 | 3)) {
+        bail!(
+            "cargo {} failed ({st}); its log is in {}",
+            cmd.join(" "),
+            out.join("mutants.out").display()
+        );
+    }
+    read_outcomes(&out.join("mutants.out"))
+}
+
+/// `s` as a regular expression matching exactly `s` (cargo-mutants' `--re` takes regexes).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs the group's tests once on the unmutated tree, as the mutants will run them.
+///
+/// cargo-mutants' own baseline runs only the mutated package's tests: a test of another package that fails
+/// with no mutation at all (a program it runs was not built, a missing tool) would fail on every mutant
+/// too, and every mutant would count as caught.
+fn check_tests_pass_unmutated(root: &Path, g: &Group) -> Result<()> {
+    let mut args: Vec<String> = [
+        "nextest",
+        "run",
+        "--cargo-profile",
+        "mutants",
+        "--profile",
+        "mutants",
+    ]
+    .map(String::from)
+    .to_vec();
+    for p in g.tests {
+        args.extend(["--package".to_string(), p.to_string()]);
+    }
+    eprintln!(
+        "xtask: mutants: {}: the tests of {} on the unmutated tree",
+        g.name,
+        g.tests.join(", ")
+    );
+    let st = Command::new("cargo")
+        .args(&args)
+        .current_dir(root)
+        .status()
+        .context("cannot start cargo nextest")?;
+    if !st.success() {
+        bail!(
+            "cargo {} fails without any mutation ({st}): every mutant would count as caught; fix that first",
+            args.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Writes `git diff REV -- crates/boot-core` to a file; `None` when it is empty.

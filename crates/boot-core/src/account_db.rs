@@ -56,7 +56,10 @@ fn join(lines: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn owned_lines(text: &[u8]) -> Vec<Vec<u8>> {
-    account_line::lines(text).into_iter().map(<[u8]>::to_vec).collect()
+    account_line::lines(text)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Byte ranges of the `:`-separated fields of a line.

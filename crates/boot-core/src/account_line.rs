@@ -127,7 +127,10 @@ mod tests {
         ] {
             assert_eq!(passwd(bad), None, "{}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(passwd(b"a:x:4294967295:0::/:/bin/sh").map(|p| p.uid), Some(u32::MAX));
+        assert_eq!(
+            passwd(b"a:x:4294967295:0::/:/bin/sh").map(|p| p.uid),
+            Some(u32::MAX)
+        );
     }
 
     #[test]

@@ -14,6 +14,22 @@ fn help_and_version_go_to_stdout_with_status_0() {
     for opt in ["--root", "--runtime-user", "--dry-run", "--version"] {
         assert!(out.stdout.contains(opt), "{opt} missing from help");
     }
+    // The question an operator has: which variables count, and what the exit code means.
+    for var in [
+        "HERMES_UID",
+        "PUID",
+        "HERMES_GID",
+        "PGID",
+        "HERMES_HOME",
+        "HERMES_GATEWAY_SLOTS",
+    ] {
+        assert!(
+            out.stdout.contains(var),
+            "{var} missing from help\n{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("Exit status:\n  0  "), "{}", out.stdout);
     let out = stage2_args(&r, &["--version"], &[]);
     out.assert_code(0);
     assert_eq!(

@@ -69,7 +69,10 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
     let last = out.stdout.lines().last().unwrap();
     assert_eq!(
         last,
-        format!("[stage2] Dry run complete; {} changes planned", would.len())
+        match would.len() {
+            1 => "[stage2] Dry run complete; 1 change planned".to_string(),
+            n => format!("[stage2] Dry run complete; {n} changes planned"),
+        }
     );
     for word in ["Seeded", "Generated", "Synced"] {
         assert!(

@@ -9,10 +9,24 @@ use boot_core::root::RootPrefix;
 use boot_core::s6_perms::run_supervise_perms;
 use clap::Parser;
 
+const AFTER_HELP: &str = "\
+Environment:
+  HERMES_BOOT_ROOT      root prefix (as --root)
+  HERMES_BOOT_USER      the runtime user's name (as --runtime-user)
+  HERMES_GATEWAY_SLOTS  user-owned: event directories the group may create FIFOs in (as upstream);
+                        otherwise root-owned ones it may only enter
+
+Exit status:
+  0  done, or nothing to do (not root, no /run/s6-rc/servicedirs); a service that could not be
+     changed is a warning
+  1  the runtime user is not in /etc/passwd, or passwd cannot be read
+  2  usage";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "supervise-perms",
     version,
+    after_help = AFTER_HELP,
     about = "Give the runtime user's group control of the static s6-rc services (owner stays root)"
 )]
 struct Cli {

@@ -162,7 +162,15 @@ fn invocation_edge_cases() {
     out.assert_code(1);
     assert!(out.stderr.contains("runtime user ghost not found"));
     // CM-01
-    run(r.command(BIN).arg("--help")).assert_code(0);
+    let help = run(r.command(BIN).arg("--help"));
+    help.assert_code(0);
+    for text in ["HERMES_GATEWAY_SLOTS", "HERMES_BOOT_USER", "Exit status:\n  0  "] {
+        assert!(
+            help.stdout.contains(text),
+            "{text:?} missing from help\n{}",
+            help.stdout
+        );
+    }
     let v = run(r.command(BIN).arg("--version"));
     v.assert_code(0);
     assert_eq!(

@@ -156,8 +156,8 @@ pub fn run(opts: &Options) -> i32 {
 fn summary(report: &Report) {
     if report.dry_run() {
         report.info(format_args!(
-            "Dry run complete; {} changes planned",
-            report.planned()
+            "Dry run complete; {} planned",
+            plural(report.planned(), "change")
         ));
         return;
     }
