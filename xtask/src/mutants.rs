@@ -342,6 +342,7 @@ fn cargo_mutants(
     extra: &[String],
     out: &Path,
 ) -> Result<Vec<(Outcome, String)>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut cmd = base.to_vec();
     cmd.extend(["--test-package".to_string(), tests.join(",")]);
     cmd.extend(["--jobs".to_string(), jobs.to_string()]);
