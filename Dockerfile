@@ -43,13 +43,13 @@ ARG PREBUILT_DIR=target/docker-bin
 WORKDIR /src
 COPY . /src
 RUN set -eu; \
-    progs="stage2-setup supervise-perms reconcile-profiles main-wrapper"; \
+    progs="stage2-setup supervise-perms reconcile-profiles main-wrapper hermes-boot-doctor"; \
     mkdir -p /out; \
     case "$BINARIES" in \
       build) \
         locked=; if [ -f Cargo.lock ]; then locked=--locked; fi; \
-        cargo build --release $locked -p stage2-setup -p supervise-perms -p reconcile-profiles; \
-        for p in stage2-setup supervise-perms reconcile-profiles; do cp "target/release/$p" /out/; done; \
+        cargo build --release $locked -p stage2-setup -p supervise-perms -p reconcile-profiles -p hermes-boot-doctor; \
+        for p in stage2-setup supervise-perms reconcile-profiles hermes-boot-doctor; do cp "target/release/$p" /out/; done; \
         # main-wrapper starts before every command and docker exec: linked statically, it skips \
         # the dynamic loader. The explicit target keeps the flag off build scripts and proc macros. \
         host=$(rustc -vV | sed -n 's/^host: //p'); \
@@ -168,6 +168,7 @@ RUN set -eu; \
     rm -rf /var/lib/extrausers; ln -s /run/hermes-boot/nss /var/lib/extrausers; \
     chgrp nogroup /run; chmod 3777 /run; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/bin/hermes; \
+    ln -sf /opt/hermes/docker/bin/hermes-boot-doctor /opt/hermes/bin/hermes-boot-doctor; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/docker/main-wrapper.sh; \
     ln -sf /opt/hermes/docker/bin/main-wrapper /opt/hermes/docker/entrypoint-dispatch.sh; \
     ln -sf /opt/hermes/docker/bin/stage2-setup /opt/hermes/docker/stage2-hook.sh; \

@@ -163,11 +163,12 @@ impl Drop for Binfmt {
 /// The Dockerfile's prebuilt-binaries stage takes the aarch64 programs for arm64 and refuses them, naming
 /// the architecture, for amd64.
 fn check_prebuilt_architecture(root: &Path, out: &Path) -> Result<()> {
-    const PROGRAMS: [&str; 4] = [
+    const PROGRAMS: [&str; 5] = [
         "stage2-setup",
         "supervise-perms",
         "reconcile-profiles",
         "main-wrapper",
+        "hermes-boot-doctor",
     ];
     let staged = root.join("target").join("docker-bin-aarch64");
     fs::create_dir_all(&staged).with_context(|| format!("cannot create {}", staged.display()))?;

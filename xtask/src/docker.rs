@@ -25,11 +25,12 @@ use crate::setup;
 const TEST_IMAGE: &str = "hermes-boot:test";
 /// The variable the container suite reads the image from.
 const IMAGE_ENV: &str = "HERMES_TEST_IMAGE";
-const PROGRAMS: [&str; 4] = [
+const PROGRAMS: [&str; 5] = [
     "stage2-setup",
     "supervise-perms",
     "reconcile-profiles",
     "main-wrapper",
+    "hermes-boot-doctor",
 ];
 /// Build-context path of the prebuilt binaries (also listed in `.dockerignore`).
 const PREBUILT_DIR: &str = "target/docker-bin";

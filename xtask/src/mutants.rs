@@ -102,6 +102,17 @@ const GROUPS: &[Group] = &[
         tests: &["boot-core", "reconcile-profiles", "supervise-perms"],
     },
     Group {
+        name: "doctor",
+        files: &[
+            "doctor/mod.rs",
+            "doctor/identity.rs",
+            "doctor/volume.rs",
+            "doctor/gateways.rs",
+            "doctor/supervision.rs",
+        ],
+        tests: &["boot-core", "hermes-boot-doctor"],
+    },
+    Group {
         name: "wrapper",
         files: &[
             "gateway_state.rs",
@@ -121,7 +132,8 @@ const USAGE: &str = "usage: cargo xtask mutants [--group NAME]â€¦ [--file FILE]â
 Mutates boot-core and runs, for each group of modules, the tests of the crates that exercise them;
 prints caught / missed / timeout / unviable per file and every survivor. Fails when a mutant survives.
 
-  --group NAME   only this group (ownership, files, accounts, stage2, slots, wrapper); repeatable
+  --group NAME   only this group (ownership, files, accounts, stage2, slots, doctor, wrapper);
+                 repeatable
   --file FILE    only this boot-core file (e.g. dotenv.rs, stage2/seeds.rs), with its group's tests;
                  repeatable
   --in-diff REV  only mutants on lines changed since REV (git diff REV); sampled to at most 30

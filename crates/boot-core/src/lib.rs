@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod anchor;
 pub mod atomic;
 pub mod capabilities;
+pub mod doctor;
 pub mod guarded;
 pub mod handover;
 pub mod nss_entry;

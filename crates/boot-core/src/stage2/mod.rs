@@ -13,7 +13,7 @@ mod fly_socket;
 mod home;
 mod runtime_dirs;
 mod seeds;
-mod volume;
+pub(crate) mod volume;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
