@@ -563,7 +563,7 @@ fn rewrite_in_place(etc: &Dir, name: &OsStr, content: &[u8]) -> SysResult<()> {
     let fd = rustix::fs::openat(
         etc.fd(),
         name,
-        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| SysError::new("open", &shown, e))?;
@@ -988,5 +988,87 @@ empty::\n";
             t.warning()
         );
         assert!(t.warning().contains("15 s"));
+    }
+
+    #[test]
+    fn only_write_access_errors_mean_not_writable() {
+        for e in [Errno::EROFS, Errno::EACCES, Errno::EPERM] {
+            assert!(
+                matches!(
+                    classify(SysError::new("x", "/etc/passwd", e), PASSWD),
+                    UpdateError::NotWritable(_)
+                ),
+                "{e}"
+            );
+        }
+        for e in [Errno::ENOSPC, Errno::EIO, Errno::ENOENT] {
+            assert!(
+                matches!(
+                    classify(SysError::new("x", "/etc/passwd", e), PASSWD),
+                    UpdateError::Failed(_)
+                ),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_passwd_is_an_error_while_a_missing_gshadow_is_not() {
+        let (t, root) = temp_etc();
+        update(&root, UpdateOptions::new(false), uid_plan(1000)).unwrap();
+        std::fs::remove_file(t.path().join("etc/passwd")).unwrap();
+        match update(&root, UpdateOptions::new(false), uid_plan(2000)) {
+            Err(UpdateError::Failed(e)) => assert_eq!(e.errno, Errno::ENOENT, "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_lock_file_is_never_followed_and_never_inherited() {
+        let (t, root) = temp_etc();
+        let outside = t.path().join("outside");
+        std::os::unix::fs::symlink(&outside, t.path().join("etc/.pwd.lock")).unwrap();
+        let etc = open_etc(&root).unwrap();
+        match lock(&etc, Duration::from_millis(10)) {
+            Err(LockError::Sys(e)) => assert_eq!(e.errno, Errno::ELOOP, "{e}"),
+            other => panic!("a symlinked lock file was used: {:?}", other.is_ok()),
+        }
+        assert!(!outside.exists(), "the lock's symlink was followed");
+        std::fs::remove_file(t.path().join("etc/.pwd.lock")).unwrap();
+        let held = lock(&etc, Duration::from_millis(10)).unwrap();
+        let flags = rustix::io::fcntl_getfd(&held._fd).unwrap();
+        assert!(
+            flags.contains(rustix::io::FdFlags::CLOEXEC),
+            "the lock would leak into helpers"
+        );
+    }
+
+    #[test]
+    fn rewrite_in_place_never_follows_a_symlink() {
+        let (t, root) = temp_etc();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, t.path().join("etc/linked")).unwrap();
+        let etc = open_etc(&root).unwrap();
+        let e = rewrite_in_place(&etc, OsStr::new("linked"), b"new").unwrap_err();
+        assert_eq!(e.errno, Errno::ELOOP, "{e}");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        rewrite_in_place(&etc, OsStr::new("group"), b"g:x:1:\n").unwrap();
+        assert_eq!(std::fs::read(t.path().join("etc/group")).unwrap(), b"g:x:1:\n");
+    }
+
+    #[test]
+    fn a_failed_publish_leaves_no_temporaries() {
+        let (t, root) = temp_etc();
+        // The backup's name is taken by a directory with something in it: renaming over it fails.
+        std::fs::create_dir(t.path().join("etc/passwd-")).unwrap();
+        std::fs::write(t.path().join("etc/passwd-/x"), b"").unwrap();
+        let before = std::fs::read(t.path().join("etc/passwd")).unwrap();
+        assert!(matches!(
+            update(&root, UpdateOptions::new(false), uid_plan(1000)),
+            Err(UpdateError::Failed(_))
+        ));
+        assert_eq!(std::fs::read(t.path().join("etc/passwd")).unwrap(), before);
+        assert_eq!(etc_names(&t), vec![".pwd.lock", "group", "passwd", "passwd-"]);
     }
 }

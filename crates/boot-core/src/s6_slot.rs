@@ -709,6 +709,27 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn current_slots_are_the_gateway_entries_with_profile_names() {
+        let t = tempfile::tempdir().unwrap();
+        for name in [
+            "gateway-default",
+            "gateway-work",
+            "gateway-Bad Name",
+            "gateway-",
+            "dashboard",
+        ] {
+            std::fs::create_dir(t.path().join(name)).unwrap();
+        }
+        std::fs::create_dir(t.path().join(".gateway-work.tmp.1")).unwrap();
+        let d = Dir::open_anchor(&RootPrefix::none(), t.path())
+            .unwrap()
+            .found()
+            .unwrap();
+        let got: Vec<String> = current_slots(&d).unwrap().into_iter().collect();
+        assert_eq!(got, vec!["default".to_string(), "work".to_string()]);
+    }
+
+    #[test]
     fn run_script_for_default_and_named_profiles() {
         assert_eq!(
             render_run("default", false, "hermes"),

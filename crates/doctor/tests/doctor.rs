@@ -296,3 +296,32 @@ fn help_lists_the_environment_and_the_exit_codes() {
         assert!(r.stdout.contains(text), "{text:?} missing\n{}", r.stdout);
     }
 }
+
+#[test]
+fn a_container_started_with_user_reports_pid_1s_ids() {
+    let t = healthy();
+    t.write(
+        "/proc/1/status",
+        "Name:\tinit\nUid:\t1000\t1000\t1000\t1000\nGid:\t0\t0\t0\t0\nGroups:\t0 44 \n",
+    );
+    let r = doctor(&t, &[]);
+    assert!(
+        r.stdout
+            .contains("  ok       runtime user hermes: uid 1000, gid 0(root), groups 44(video)\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("started as uid 1000 (--user)"), "{}", r.stdout);
+    // Nothing is repaired without root, so a volume of another uid is no drift.
+    assert!(
+        r.stdout
+            .contains("no ownership check: the container runs without root"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("ownership-drift") && !r.stdout.contains("not 1000:0"),
+        "{}",
+        r.stdout
+    );
+}

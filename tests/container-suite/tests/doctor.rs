@@ -126,3 +126,33 @@ fn a_root_owned_env_is_found_and_its_fix_works() -> Result<()> {
     assert_eq!(c.stat("/opt/data/.env")?, "10000:10000 600");
     Ok(())
 }
+
+#[test]
+fn the_image_healthcheck_is_the_quick_doctor_and_reports_healthy() -> Result<()> {
+    let img = image();
+    let test = docker_checked(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Healthcheck.Test}}",
+        &img,
+    ])?;
+    assert_eq!(
+        test,
+        r#"["CMD","/opt/hermes/docker/bin/hermes-boot-doctor","--quick"]"#
+    );
+    // The image checks every 60 s; here every second, to see the verdict within the test.
+    let c = Run::new()
+        .opt("--health-interval=1s")
+        .cmd(&["sleep", "infinity"])
+        .start_ready()?;
+    c.wait_until("healthy", std::time::Duration::from_secs(60), || {
+        Ok(c.inspect("{{.State.Health.Status}}")? == "healthy")
+    })?;
+    // A problem the quick checks see makes it unhealthy.
+    c.root_ok("chown root:root /opt/data/.env")?;
+    c.wait_until("unhealthy", std::time::Duration::from_secs(60), || {
+        Ok(c.inspect("{{.State.Health.Status}}")? == "unhealthy")
+    })?;
+    Ok(())
+}

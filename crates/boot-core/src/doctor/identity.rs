@@ -9,10 +9,22 @@ use super::{read_system_file, Finding};
 const AREA: &str = "identity";
 
 /// The runtime user, a pending or invalid remap, and how the container runs (root or `--user`,
-/// user namespace, read-only root). Returns the runtime user when passwd has it.
-pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> Option<Account> {
+/// user namespace, read-only root). Returns the runtime user when passwd has it, and whether PID 1 runs
+/// as root (so the boot could remap and repair).
+pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> (Option<Account>, bool) {
+    let status = read_system_file(root, "/proc/1/status").unwrap_or_default();
+    let as_root = status_ids(&status, "Uid:").is_none_or(|u| u == 0);
     let account = match accounts::lookup(root, user) {
-        Ok(Some(a)) => a,
+        // Started with --user: the services run with PID 1's own ids, whatever passwd records.
+        Ok(Some(a)) => match (status_ids(&status, "Uid:"), status_ids(&status, "Gid:")) {
+            (Some(uid), Some(gid)) if uid != 0 => Account {
+                uid,
+                gid,
+                member_of: status_groups(&status).into_iter().filter(|g| *g != gid).collect(),
+                ..a
+            },
+            _ => a,
+        },
         Ok(None) => {
             out.push(Finding::problem(
                 AREA,
@@ -20,7 +32,7 @@ pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> Op
                 format!("runtime user {user} is not in /etc/passwd"),
                 "set HERMES_BOOT_USER to the image's runtime user, or use an image that has it",
             ));
-            return None;
+            return (None, as_root);
         }
         Err(e) => {
             out.push(Finding::problem(
@@ -29,7 +41,7 @@ pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> Op
                 format!("cannot look up the runtime user: {e}"),
                 "check /etc/passwd in the image",
             ));
-            return None;
+            return (None, as_root);
         }
     };
     let group = accounts::read_image_file(root, accounts::GROUP).unwrap_or_default();
@@ -62,8 +74,8 @@ pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> Op
     let env = |name: &str| std::env::var(name).ok();
     remap(out, ids::UID_VARS, account.uid, "uid", &env);
     remap(out, ids::GID_VARS, account.gid, "gid", &env);
-    container(root, out);
-    Some(account)
+    container(root, &status, out);
+    (Some(account), as_root)
 }
 
 /// What `HERMES_UID`/`PUID` (or the gid pair) ask for against what passwd holds: stage2-setup remaps at
@@ -128,9 +140,8 @@ fn remap(
 
 /// How the container was started, from PID 1's credentials and the root file system: facts for the
 /// operator, never problems on their own.
-fn container(root: &RootPrefix, out: &mut Vec<Finding>) {
-    let status = read_system_file(root, "/proc/1/status").unwrap_or_default();
-    let uid = status_ids(&status, "Uid:");
+fn container(root: &RootPrefix, status: &str, out: &mut Vec<Finding>) {
+    let uid = status_ids(status, "Uid:");
     let as_root = uid == Some(0);
     let started = match uid {
         Some(0) => "started as root".to_string(),
@@ -173,6 +184,15 @@ fn status_ids(status: &str, key: &str) -> Option<u32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The supplementary groups of a `/proc/<pid>/status` (`Groups:\t44 109 `).
+fn status_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|rest| rest.split_whitespace().filter_map(|g| g.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +204,7 @@ mod tests {
             Some(1000)
         );
         assert_eq!(status_ids("Name:\tinit\n", "Uid:"), None);
+        assert_eq!(status_groups("Groups:\t44 109 \nNgid:\t0\n"), vec![44, 109]);
     }
 
     #[test]

@@ -134,6 +134,8 @@ struct Context<'a> {
     root: &'a RootPrefix,
     places: Places,
     account: Option<Account>,
+    /// PID 1 runs as root: the boot remaps and repairs (not with `--user`).
+    started_as_root: bool,
     home: Option<Dir>,
 }
 
@@ -141,12 +143,13 @@ struct Context<'a> {
 pub fn examine(opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
     let places = Places::from_env();
-    let account = identity::check(&opts.root, &opts.user, &mut out);
+    let (account, started_as_root) = identity::check(&opts.root, &opts.user, &mut out);
     let home = volume::open_home(&opts.root, &places.home, &mut out);
     let cx = Context {
         root: &opts.root,
         places,
         account,
+        started_as_root,
         home,
     };
     volume::check(&cx, opts.quick, &mut out);

@@ -93,10 +93,17 @@ pub(super) fn check(cx: &Context, quick: bool, out: &mut Vec<Finding>) {
             .at(&cx.places.home),
         );
     }
-    if !quick {
-        if let (Some(account), Some((_, _))) = (&cx.account, owner) {
-            drift(cx, home, account, out);
-        }
+    if quick {
+        return;
+    }
+    if !cx.started_as_root {
+        out.push(Finding::ok(
+            AREA,
+            "ownership",
+            "no ownership check: the container runs without root (--user), so the boot repairs nothing",
+        ));
+    } else if let (Some(account), Some(_)) = (&cx.account, owner) {
+        drift(cx, home, account, out);
     }
 }
 
