@@ -55,7 +55,14 @@ const GROUPS: &[Group] = &[
     },
     Group {
         name: "files",
-        files: &["guarded.rs", "atomic.rs", "anchor.rs", "root.rs", "error.rs"],
+        files: &[
+            "guarded.rs",
+            "atomic.rs",
+            "anchor.rs",
+            "root.rs",
+            "error.rs",
+            "display.rs",
+        ],
         tests: ALL_PROGRAMS,
     },
     Group {

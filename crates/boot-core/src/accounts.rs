@@ -82,7 +82,7 @@ pub fn runtime_user_name(arg: Option<String>) -> String {
     arg.filter(|s| !s.is_empty())
         .or_else(|| {
             std::env::var_os(ENV_USER)
-                .map(|v| crate::report::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
+                .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_USER.to_string())

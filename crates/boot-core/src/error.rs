@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use crate::report::display_path;
+use crate::display::display_path;
 
 /// A failed system operation on a path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,9 @@
 
 use std::ffi::OsStr;
 
+use crate::display::display_path;
 use crate::guarded::{Dir, Entry};
-use crate::report::{display_path, Report};
+use crate::report::Report;
 
 /// `gateway_state.json`, relative to a profile directory.
 pub const STATE_FILE: &str = "gateway_state.json";
@@ -37,7 +38,7 @@ impl PriorState {
 /// `prior_state=` of the report and log lines: the value (escaped: the runtime user wrote it), or `None`.
 pub fn display_prior(p: &Option<PriorState>) -> String {
     p.as_ref()
-        .map(|s| crate::report::display_bytes(s.as_str().as_bytes()))
+        .map(|s| crate::display::display_bytes(s.as_str().as_bytes()))
         .unwrap_or_else(|| "None".to_string())
 }
 

@@ -487,7 +487,7 @@ impl Dir {
         if !m.is_dir() && !m.is_symlink() && m.nlink > 1 && m.uid != hardlink_ok_uid {
             report.warn(format_args!(
                 "refusing chown of hard-linked file {} ({} links) — continuing",
-                crate::report::display_path(&path),
+                crate::display::display_path(&path),
                 m.nlink
             ));
             return Ok(false);
@@ -544,7 +544,7 @@ impl Dir {
         if !m.is_dir() && m.nlink > 1 && m.uid != hardlink_ok_uid {
             report.warn(format_args!(
                 "refusing chmod of hard-linked file {} ({} links) — continuing",
-                crate::report::display_path(&path),
+                crate::display::display_path(&path),
                 m.nlink
             ));
             return Ok(false);

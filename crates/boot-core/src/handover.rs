@@ -18,9 +18,10 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::accounts::Account;
+use crate::display::display_path;
 use crate::error::SysResult;
 use crate::guarded::{Dir, Meta};
-use crate::report::{display_path, Report};
+use crate::report::Report;
 
 /// The runtime user's identity as the repair judges entries against it.
 #[derive(Debug, Clone, PartialEq, Eq)]

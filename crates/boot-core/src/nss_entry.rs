@@ -18,9 +18,10 @@ use std::path::Path;
 use crate::accounts::{self, Account};
 use crate::anchor;
 use crate::atomic;
+use crate::display::display_bytes;
 use crate::error::SysError;
 use crate::guarded::{Dir, Entry};
-use crate::report::{display_bytes, Report};
+use crate::report::Report;
 use crate::root::RootPrefix;
 
 /// Where `/var/lib/extrausers` points.

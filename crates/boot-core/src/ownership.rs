@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 
+use crate::display::display_bytes;
 use crate::error::SysError;
 use crate::guarded::{self, Dir};
 use crate::handover::{Handover, Verdict};
-use crate::report::{display_bytes, Report};
+use crate::report::Report;
 use share::{Share, Task};
 
 /// Directory descriptors the walk holds at most (SPEC CM-08).

@@ -9,8 +9,9 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::FileType;
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
+use crate::display::{display_bytes, display_path};
 use crate::guarded::{Dir, Entry};
-use crate::report::{display_bytes, display_path, Report};
+use crate::report::Report;
 use crate::root::RootPrefix;
 
 /// Longest profile name (RP-10): every name derived from it must fit NAME_MAX (255), the longest being

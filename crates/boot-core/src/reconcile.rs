@@ -15,6 +15,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::accounts::{lookup, Account};
 use crate::atomic::{create_exclusive, Created, NewFile};
+use crate::display::display_path;
 use crate::error::SysError;
 use crate::gateway_state::{
     display_prior, is_running, read_prior_exit, read_prior_state, PriorExit, PriorState, STATE_FILE,
@@ -24,7 +25,7 @@ use crate::profiles::{
     is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
     truthy_t2, unregister_requested, validate_profile_name, DEFAULT_PROFILE, UNREGISTER_MARKER,
 };
-use crate::report::{display_path, Report};
+use crate::report::Report;
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
@@ -141,7 +142,7 @@ pub fn parse_slot_limit(v: Option<&OsStr>) -> Result<usize, String> {
         Ok(n) if (1..=MAX_SLOT_LIMIT).contains(&n) => Ok(n),
         _ => Err(format!(
             "{ENV_SLOT_LIMIT}={} is not a number from 1 to {MAX_SLOT_LIMIT}",
-            crate::report::display_bytes(v.as_bytes())
+            crate::display::display_bytes(v.as_bytes())
         )),
     }
 }
@@ -811,7 +812,7 @@ fn open_log(
     if crate::guarded::nlink_of(&st) > 1 {
         report.warn(format_args!(
             "refusing write of hard-linked file {} ({} links) — continuing",
-            crate::report::display_path(&path),
+            crate::display::display_path(&path),
             st.st_nlink
         ));
         return Ok(None);

@@ -25,6 +25,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
 use crate::accounts::{lookup, Account};
+use crate::display::display_path;
 use crate::guarded::{euid, Dir, Entry};
 use crate::profiles::{
     is_dashboard_container, read_container_argv, scan_profiles, unregister_requested, Scanned,
@@ -34,7 +35,7 @@ use crate::reconcile::{
     host, lock_scandir, open_profile_dir, open_scandir, ownership_for, rescan, retire_slots, Places,
     EXIT_TIMEOUT,
 };
-use crate::report::{display_path, Report};
+use crate::report::Report;
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{

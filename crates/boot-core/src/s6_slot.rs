@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::errno::Errno;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
+use crate::display::display_path;
 use crate::error::{SysError, SysResult};
 use crate::guarded::{chmod_pinned, euid, gid, uid, Dir, Entry};
 use crate::profiles::{validate_profile_name, DEFAULT_PROFILE};
-use crate::report::{display_path, Report};
+use crate::report::Report;
 
 /// `gateway-<p>`: the slot s6-svscan supervises.
 pub fn slot_name(profile: &str) -> OsString {

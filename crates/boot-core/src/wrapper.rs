@@ -28,10 +28,11 @@ use nix::errno::Errno;
 use crate::accounts::{self, Account};
 use crate::cmd_stdin;
 use crate::container_env::{self, EnvFile};
+use crate::display::display_path;
 use crate::error::errno_text;
 use crate::guarded;
 use crate::privdrop;
-use crate::report::{display_path, Report, Sink, WarnStyle};
+use crate::report::{Report, Sink, WarnStyle};
 use crate::root::RootPrefix;
 use crate::routing::{self, Decision, Lookup};
 

@@ -263,7 +263,7 @@ fn last_log_line(log: &str, profile: &str) -> Option<String> {
     log.lines()
         .rev()
         .find(|l| l.contains(&key))
-        .map(|l| crate::report::display_bytes(l.as_bytes()))
+        .map(|l| crate::display::display_bytes(l.as_bytes()))
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ fn remap(
                 check,
                 format!(
                     "{var}='{}' is not a {what} from {} to {}",
-                    crate::report::display_bytes(value.as_bytes()),
+                    crate::display::display_bytes(value.as_bytes()),
                     ids::MIN_ID,
                     ids::MAX_ID
                 ),

@@ -115,7 +115,7 @@ impl Finding {
         o.insert("check".into(), json!(self.check));
         o.insert("status".into(), json!(self.status.label()));
         if let Some(p) = &self.path {
-            o.insert("path".into(), json!(crate::report::display_path(p)));
+            o.insert("path".into(), json!(crate::display::display_path(p)));
         }
         o.insert("message".into(), json!(self.message));
         if let Some(f) = &self.fix {
@@ -224,7 +224,7 @@ fn owner_mode(uid: u32, gid: u32, perm: u32) -> String {
 
 /// The in-container path for messages.
 fn shown(p: &Path) -> String {
-    crate::report::display_path(p)
+    crate::display::display_path(p)
 }
 
 #[cfg(test)]

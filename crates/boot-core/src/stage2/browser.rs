@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::atomic;
+use crate::display::{display_bytes, display_path};
 use crate::guarded::{Dir, Entry};
-use crate::report::{display_bytes, display_path};
 use crate::root::RootPrefix;
 
 use super::home::make_image_dirs;

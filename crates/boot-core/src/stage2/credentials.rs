@@ -6,9 +6,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::atomic::{self, Created};
+use crate::display::display_path;
 use crate::guarded::{Dir, Entry};
 use crate::handover::{hand_over_dir, hand_over_entry};
-use crate::report::display_path;
 
 use super::app_helpers::{image_path_exists, run_helper};
 use super::home::make_image_dirs;

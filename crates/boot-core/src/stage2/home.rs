@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use crate::display::display_path;
 use crate::error::{errno_text, SysError, SysResult};
 use crate::guarded::{Dir, Entry};
-use crate::report::{display_path, Report};
+use crate::report::Report;
 use crate::root::RootPrefix;
 
 pub const DEFAULT_HOME: &str = "/opt/data";

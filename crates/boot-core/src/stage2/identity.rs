@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use crate::account_db::{self, Changes, Plan, Snapshot, UpdateOptions};
 use crate::accounts::{self, Account};
+use crate::display::display_bytes;
 use crate::guarded::euid;
 use crate::ids::{self, IdVars, Target};
-use crate::report::{display_bytes, Report};
+use crate::report::Report;
 use crate::root::RootPrefix;
 
 /// The runtime user after S2-05 … S2-10.

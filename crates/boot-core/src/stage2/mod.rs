@@ -102,7 +102,7 @@ pub fn run(opts: &Options) -> i32 {
     // A non-UTF-8 value must reach validation (and be warned about as invalid), not read as unset.
     let env = |name: &str| {
         std::env::var_os(name)
-            .map(|v| crate::report::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
+            .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
     };
     let id = identity::remap(root, &report, account, &env);
     if id.is_root {

@@ -4,8 +4,8 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::display::display_path;
 use crate::guarded::{euid, Dir, Entry};
-use crate::report::display_path;
 
 use super::Ctx;
 

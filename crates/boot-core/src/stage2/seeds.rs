@@ -6,10 +6,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::atomic::{self, Created};
+use crate::display::display_path;
 use crate::dotenv::{self, KeyAction, SyncChange, API_SERVER_KEY};
 use crate::error::SysError;
 use crate::guarded::{Dir, Entry, Meta};
-use crate::report::display_path;
 
 use super::Ctx;
 

@@ -4,11 +4,11 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
+use crate::display::display_path;
 use crate::guarded::{Dir, Entry};
 use crate::handover::hand_over_entry;
 use crate::ownership;
 use crate::privdrop::as_runtime_user;
-use crate::report::display_path;
 
 use super::Ctx;
 
