@@ -103,6 +103,7 @@ const GROUPS: &[Group] = &[
             "s6_perms.rs",
             "s6_command.rs",
             "registrar.rs",
+            "registration.rs",
             "reconcile.rs",
             "profiles.rs",
         ],

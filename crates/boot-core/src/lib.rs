@@ -39,5 +39,6 @@ pub mod s6_command;
 pub mod s6_perms;
 
 pub mod registrar;
+pub mod registration;
 pub mod s6_slot;
 pub mod stage2;

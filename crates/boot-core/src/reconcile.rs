@@ -1,6 +1,6 @@
 //! `reconcile-profiles` (SPEC section 4): at boot, one gateway slot per profile in the s6 scan directory,
-//! started when the profile's gateway was running before the container stopped; at run time, registering
-//! and unregistering one profile's slot while s6-svscan runs.
+//! started when the profile's gateway was running before the container stopped; and the slot steps that
+//! the run-time commands ([`crate::registration`]) and the registrar share.
 //!
 //! Each step reads as its requirement, in SPEC order. System effects go through [`Dir`] and
 //! [`crate::s6_slot`], which are dry-run aware, so `--dry-run` follows the same path and only prints.
@@ -23,14 +23,14 @@ use crate::gateway_state::{
 use crate::guarded::{euid, Dir, Entry};
 use crate::profiles::{
     is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
-    truthy_t2, unregister_requested, validate_profile_name, DEFAULT_PROFILE, UNREGISTER_MARKER,
+    truthy_t2, unregister_requested, DEFAULT_PROFILE, UNREGISTER_MARKER,
 };
 use crate::report::Report;
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
-    chown_refused, current_slots, install_slot, is_leftover_name, note_chown_refusal, old_name, slot_name,
-    Publish, SlotError, SlotOwnership, SlotSpec,
+    chown_refused, install_slot, is_leftover_name, note_chown_refusal, old_name, slot_name, Publish,
+    SlotError, SlotOwnership, SlotSpec,
 };
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
@@ -148,12 +148,12 @@ pub fn parse_slot_limit(v: Option<&OsStr>) -> Result<usize, String> {
 }
 
 /// `reconcile: error: <msg>` on stderr (the runtime commands' fatal lines).
-fn error_line(msg: impl std::fmt::Display) {
+pub(crate) fn error_line(msg: impl std::fmt::Display) {
     let line = format!("reconcile: error: {msg}\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
+pub(crate) fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
     match lookup(root, user) {
         Ok(Some(a)) => Some(a),
         Ok(None) => {
@@ -169,7 +169,7 @@ fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
 
 /// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
 /// Also skipped once root was refused a chown in this process (no CAP_CHOWN): files are then root's.
-fn owner_for(account: &Account) -> Option<(u32, u32)> {
+pub(crate) fn owner_for(account: &Account) -> Option<(u32, u32)> {
     (euid() == 0 && !chown_refused()).then_some((account.uid, account.gid))
 }
 
@@ -193,7 +193,10 @@ pub fn ownership_for(account: &Account, mode: SlotMode) -> SlotOwnership {
 }
 
 /// The slot lock for a run that changes slots; a dry run changes nothing and locks nothing (CM-11).
-fn lock_for_change(report: &Report, scandir: &Dir) -> Result<Option<rustix::fd::OwnedFd>, SysError> {
+pub(crate) fn lock_for_change(
+    report: &Report,
+    scandir: &Dir,
+) -> Result<Option<rustix::fd::OwnedFd>, SysError> {
     if report.dry_run() {
         return Ok(None);
     }
@@ -921,17 +924,6 @@ const SVOK_LIMIT: Duration = Duration::from_secs(5);
 /// `register`/`unregister` gave up waiting for the registrar.
 pub const EXIT_TIMEOUT: u8 = 4;
 
-/// Validates a profile name given on the command line; prints the error and returns `None` when invalid.
-fn validated(profile: &OsStr) -> Option<String> {
-    match validate_profile_name(profile.as_bytes()) {
-        Ok(()) => Some(String::from_utf8_lossy(profile.as_bytes()).into_owned()),
-        Err(msg) => {
-            error_line(msg);
-            None
-        }
-    }
-}
-
 pub(crate) fn open_scandir(root: &RootPrefix, path: &Path) -> Result<Option<Dir>, String> {
     match Dir::open_anchor(root, path) {
         Ok(Entry::Found(d)) => Ok(Some(d)),
@@ -950,246 +942,14 @@ pub(crate) fn host(root: &RootPrefix, p: &Path) -> OsString {
     root.path(p).into_os_string()
 }
 
-/// Whether this process changes slots itself: root does; the runtime user does only where it can write
-/// the scan directory (user-owned slots). Otherwise `register`/`unregister` are requests to the registrar.
-fn acts_directly(scandir: &Dir) -> bool {
-    euid() == 0
-        || rustix::fs::accessat(
-            scandir.fd(),
-            ".",
-            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
-            rustix::fs::AtFlags::EACCESS,
-        )
-        .is_ok()
-}
-
 /// `s6-svscanctl -a <S>`: have s6-svscan look for new slots now.
 pub(crate) fn rescan(root: &RootPrefix, scan: &Path) -> crate::s6_command::ToolResult {
     let scan = host(root, scan);
     run_tool(root, "s6-svscanctl", &[OsStr::new("-a"), &scan], SVSCANCTL_LIMIT)
 }
 
-/// RP-18 `register <profile> [--down]`; returns the exit code (0, 1, 2, 3 or 4). As root (or where the
-/// runtime user owns the scan directory) the slot is built here; otherwise the request goes to the
-/// registrar ([`crate::registrar::request_register`]).
-pub fn run_register(
-    root: &RootPrefix,
-    report: &Report,
-    user: &str,
-    places: &Places,
-    profile: &OsStr,
-    down: bool,
-    timeout: Duration,
-) -> u8 {
-    let Some(profile) = validated(profile) else {
-        return 2;
-    };
-    let Some(account) = resolve_user(root, user) else {
-        return 1;
-    };
-    let scandir = match open_scandir(root, &places.scandir) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            error_line(SysError::new("open", &places.scandir, nix::errno::Errno::ENOENT));
-            return 1;
-        }
-        Err(msg) => {
-            error_line(msg);
-            return 1;
-        }
-    };
-    if !acts_directly(&scandir) {
-        return crate::registrar::request_register(root, report, places, &scandir, &profile, down, timeout);
-    }
-    let _lock = match lock_for_change(report, &scandir) {
-        Ok(lock) => lock,
-        Err(e) => {
-            error_line(e);
-            return 1;
-        }
-    };
-    match open_profile_dir(root, &places.home, &profile) {
-        Ok(Some(dir)) => {
-            if let Err(e) = clear_unregister_request(&dir, report) {
-                report.warn_err(&e);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => report.warn_err(&e),
-    }
-    let slot = scandir.child(slot_name(&profile));
-    match current_slots(&scandir) {
-        Ok(slots) if !slots.contains(&profile) => {
-            if let Some(why) = places.over_limit(&profile, slots.len()) {
-                error_line(why);
-                return 1;
-            }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            error_line(e);
-            return 1;
-        }
-    }
-    let already = || {
-        error_line(format_args!(
-            "profile gateway '{profile}' already registered at {}",
-            display_path(&slot)
-        ))
-    };
-    let spec = SlotSpec {
-        profile: &profile,
-        start: !down,
-        ownership: ownership_for(&account, places.slot_mode),
-        runtime_user: &account.name,
-        umask: crate::s6_slot::process_umask(),
-    };
-    match install_slot(&scandir, report, &spec, Publish::NoReplace) {
-        Ok(_) => {}
-        Err(SlotError::Exists) => {
-            already();
-            return 3;
-        }
-        Err(SlotError::Sys(e)) => {
-            error_line(e);
-            return 1;
-        }
-    }
-    let state = if down { "down" } else { "up" };
-    if report.dry_run() {
-        report.would(
-            "run",
-            Path::new("/command/s6-svscanctl"),
-            format_args!("-a {}", display_path(&places.scandir)),
-        );
-        return 0;
-    }
-    let r = rescan(root, &places.scandir);
-    if !r.success() {
-        let _ = scandir.remove_tree(report, slot_name(&profile));
-        error_line(format_args!("s6-svscanctl failed: {}", r.describe()));
-        return 1;
-    }
-    report.info(format_args!("registered gateway-{profile} ({state})"));
-    0
-}
-
-fn warn_tool(report: &Report, what: &str, r: &crate::s6_command::ToolResult) {
+pub(crate) fn warn_tool(report: &Report, what: &str, r: &crate::s6_command::ToolResult) {
     report.warn(format_args!("{what} failed: {} — continuing", r.describe()));
-}
-
-/// RP-19 `unregister <profile>`; returns the exit code (0, 1, 2 or 4). As root (or where the runtime user
-/// owns the scan directory) the slot is removed here; otherwise the request goes to the registrar
-/// ([`crate::registrar::request_unregister`]). While the profile directory exists, the request is recorded
-/// in it, so the registrar and the next boot leave the profile without a slot.
-pub fn run_unregister(
-    root: &RootPrefix,
-    report: &Report,
-    user: &str,
-    places: &Places,
-    profile: &OsStr,
-    timeout: Duration,
-) -> u8 {
-    let Some(profile) = validated(profile) else {
-        return 2;
-    };
-    let scandir = match open_scandir(root, &places.scandir) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            report.info(format_args!("gateway-{profile} is not registered"));
-            return 0;
-        }
-        Err(msg) => {
-            error_line(msg);
-            return 1;
-        }
-    };
-    if !acts_directly(&scandir) {
-        return crate::registrar::request_unregister(root, report, places, &scandir, &profile, timeout);
-    }
-    let _lock = match lock_for_change(report, &scandir) {
-        Ok(lock) => lock,
-        Err(e) => {
-            error_line(e);
-            return 1;
-        }
-    };
-    // The marker is the runtime user's, like the directory it lies in.
-    let owner = lookup(root, user).ok().flatten().and_then(|a| owner_for(&a));
-    match open_profile_dir(root, &places.home, &profile) {
-        Ok(Some(dir)) => {
-            let mut recorded = record_unregister_request(&dir, report, owner);
-            if let Err(e) = &recorded {
-                if note_chown_refusal(report, e, user) {
-                    recorded = record_unregister_request(&dir, report, None);
-                }
-            }
-            if let Err(e) = recorded {
-                report.warn_err(&e);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => report.warn_err(&e),
-    }
-    let name = slot_name(&profile);
-    let slot_path = scandir.child(&name);
-    let old_path = scandir.child(old_name(&profile));
-    let meta = match scandir.stat(&name) {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            report.info(format_args!("gateway-{profile} is not registered"));
-            return 0;
-        }
-        Err(e) => {
-            error_line(e);
-            return 1;
-        }
-    };
-    if report.dry_run() {
-        if meta.is_dir() {
-            report.would(
-                "run",
-                Path::new("/command/s6-svc"),
-                format_args!("-d {}", display_path(&slot_path)),
-            );
-            report.would(
-                "run",
-                Path::new("/command/s6-svwait"),
-                format_args!("-D -t 10000 {}", display_path(&slot_path)),
-            );
-        }
-        report.would(
-            "rename",
-            &slot_path,
-            format_args!("to {}", display_path(&old_path)),
-        );
-        report.would(
-            "run",
-            Path::new("/command/s6-svscanctl"),
-            format_args!("-an {}", display_path(&places.scandir)),
-        );
-        report.would("remove", &old_path, "");
-        return 0;
-    }
-    match retire_slots(
-        root,
-        report,
-        &scandir,
-        &places.scandir,
-        std::slice::from_ref(&profile),
-    )
-    .into_iter()
-    .next()
-    {
-        Some((_, Err(e))) => {
-            error_line(e);
-            1
-        }
-        _ => {
-            report.info(format_args!("unregistered gateway-{profile}"));
-            0
-        }
-    }
 }
 
 /// The RP-19 sequence for a set of slots at once: stop them, wait until they are down, move them out of

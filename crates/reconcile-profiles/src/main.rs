@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use boot_core::accounts::runtime_user_name;
-use boot_core::reconcile::{run_boot, run_register, run_unregister, Places};
+use boot_core::reconcile::{run_boot, Places};
 use boot_core::registrar::{run_watch, REGISTER_TIMEOUT, RESCAN_INTERVAL, UNREGISTER_TIMEOUT};
+use boot_core::registration::{run_register, run_unregister};
 use boot_core::report::Report;
 use boot_core::root::RootPrefix;
 use clap::{Parser, Subcommand};

@@ -1,0 +1,266 @@
+//! `reconcile-profiles register` and `unregister` (SPEC RP-18, RP-19): one profile's slot added or removed
+//! while s6-svscan runs. Root, or a runtime user that owns the scan directory (user-owned slots), changes
+//! the slot itself through [`crate::reconcile`]'s slot steps; any other caller asks the profile registrar
+//! ([`crate::registrar`]) and waits for its answer.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::accounts::lookup;
+use crate::display::display_path;
+use crate::error::SysError;
+use crate::guarded::{euid, Dir};
+use crate::profiles::validate_profile_name;
+use crate::reconcile::{
+    clear_unregister_request, error_line, lock_for_change, open_profile_dir, open_scandir, owner_for,
+    ownership_for, record_unregister_request, rescan, resolve_user, retire_slots, Places,
+};
+use crate::report::Report;
+use crate::root::RootPrefix;
+use crate::s6_slot::{
+    current_slots, install_slot, note_chown_refusal, old_name, slot_name, Publish, SlotError, SlotSpec,
+};
+
+/// Validates a profile name given on the command line; prints the error and returns `None` when invalid.
+fn validated(profile: &OsStr) -> Option<String> {
+    match validate_profile_name(profile.as_bytes()) {
+        Ok(()) => Some(String::from_utf8_lossy(profile.as_bytes()).into_owned()),
+        Err(msg) => {
+            error_line(msg);
+            None
+        }
+    }
+}
+
+/// Whether this process changes slots itself: root does; the runtime user does only where it can write
+/// the scan directory (user-owned slots). Otherwise `register`/`unregister` are requests to the registrar.
+fn acts_directly(scandir: &Dir) -> bool {
+    euid() == 0
+        || rustix::fs::accessat(
+            scandir.fd(),
+            ".",
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_ok()
+}
+
+/// RP-18 `register <profile> [--down]`; returns the exit code (0, 1, 2, 3 or 4). As root (or where the
+/// runtime user owns the scan directory) the slot is built here; otherwise the request goes to the
+/// registrar ([`crate::registrar::request_register`]).
+pub fn run_register(
+    root: &RootPrefix,
+    report: &Report,
+    user: &str,
+    places: &Places,
+    profile: &OsStr,
+    down: bool,
+    timeout: Duration,
+) -> u8 {
+    let Some(profile) = validated(profile) else {
+        return 2;
+    };
+    let Some(account) = resolve_user(root, user) else {
+        return 1;
+    };
+    let scandir = match open_scandir(root, &places.scandir) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            error_line(SysError::new("open", &places.scandir, nix::errno::Errno::ENOENT));
+            return 1;
+        }
+        Err(msg) => {
+            error_line(msg);
+            return 1;
+        }
+    };
+    if !acts_directly(&scandir) {
+        return crate::registrar::request_register(root, report, places, &scandir, &profile, down, timeout);
+    }
+    let _lock = match lock_for_change(report, &scandir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    match open_profile_dir(root, &places.home, &profile) {
+        Ok(Some(dir)) => {
+            if let Err(e) = clear_unregister_request(&dir, report) {
+                report.warn_err(&e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => report.warn_err(&e),
+    }
+    let slot = scandir.child(slot_name(&profile));
+    match current_slots(&scandir) {
+        Ok(slots) if !slots.contains(&profile) => {
+            if let Some(why) = places.over_limit(&profile, slots.len()) {
+                error_line(why);
+                return 1;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    }
+    let already = || {
+        error_line(format_args!(
+            "profile gateway '{profile}' already registered at {}",
+            display_path(&slot)
+        ))
+    };
+    let spec = SlotSpec {
+        profile: &profile,
+        start: !down,
+        ownership: ownership_for(&account, places.slot_mode),
+        runtime_user: &account.name,
+        umask: crate::s6_slot::process_umask(),
+    };
+    match install_slot(&scandir, report, &spec, Publish::NoReplace) {
+        Ok(_) => {}
+        Err(SlotError::Exists) => {
+            already();
+            return 3;
+        }
+        Err(SlotError::Sys(e)) => {
+            error_line(e);
+            return 1;
+        }
+    }
+    let state = if down { "down" } else { "up" };
+    if report.dry_run() {
+        report.would(
+            "run",
+            Path::new("/command/s6-svscanctl"),
+            format_args!("-a {}", display_path(&places.scandir)),
+        );
+        return 0;
+    }
+    let r = rescan(root, &places.scandir);
+    if !r.success() {
+        let _ = scandir.remove_tree(report, slot_name(&profile));
+        error_line(format_args!("s6-svscanctl failed: {}", r.describe()));
+        return 1;
+    }
+    report.info(format_args!("registered gateway-{profile} ({state})"));
+    0
+}
+/// RP-19 `unregister <profile>`; returns the exit code (0, 1, 2 or 4). As root (or where the runtime user
+/// owns the scan directory) the slot is removed here; otherwise the request goes to the registrar
+/// ([`crate::registrar::request_unregister`]). While the profile directory exists, the request is recorded
+/// in it, so the registrar and the next boot leave the profile without a slot.
+pub fn run_unregister(
+    root: &RootPrefix,
+    report: &Report,
+    user: &str,
+    places: &Places,
+    profile: &OsStr,
+    timeout: Duration,
+) -> u8 {
+    let Some(profile) = validated(profile) else {
+        return 2;
+    };
+    let scandir = match open_scandir(root, &places.scandir) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            report.info(format_args!("gateway-{profile} is not registered"));
+            return 0;
+        }
+        Err(msg) => {
+            error_line(msg);
+            return 1;
+        }
+    };
+    if !acts_directly(&scandir) {
+        return crate::registrar::request_unregister(root, report, places, &scandir, &profile, timeout);
+    }
+    let _lock = match lock_for_change(report, &scandir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    // The marker is the runtime user's, like the directory it lies in.
+    let owner = lookup(root, user).ok().flatten().and_then(|a| owner_for(&a));
+    match open_profile_dir(root, &places.home, &profile) {
+        Ok(Some(dir)) => {
+            let mut recorded = record_unregister_request(&dir, report, owner);
+            if let Err(e) = &recorded {
+                if note_chown_refusal(report, e, user) {
+                    recorded = record_unregister_request(&dir, report, None);
+                }
+            }
+            if let Err(e) = recorded {
+                report.warn_err(&e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => report.warn_err(&e),
+    }
+    let name = slot_name(&profile);
+    let slot_path = scandir.child(&name);
+    let old_path = scandir.child(old_name(&profile));
+    let meta = match scandir.stat(&name) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            report.info(format_args!("gateway-{profile} is not registered"));
+            return 0;
+        }
+        Err(e) => {
+            error_line(e);
+            return 1;
+        }
+    };
+    if report.dry_run() {
+        if meta.is_dir() {
+            report.would(
+                "run",
+                Path::new("/command/s6-svc"),
+                format_args!("-d {}", display_path(&slot_path)),
+            );
+            report.would(
+                "run",
+                Path::new("/command/s6-svwait"),
+                format_args!("-D -t 10000 {}", display_path(&slot_path)),
+            );
+        }
+        report.would(
+            "rename",
+            &slot_path,
+            format_args!("to {}", display_path(&old_path)),
+        );
+        report.would(
+            "run",
+            Path::new("/command/s6-svscanctl"),
+            format_args!("-an {}", display_path(&places.scandir)),
+        );
+        report.would("remove", &old_path, "");
+        return 0;
+    }
+    match retire_slots(
+        root,
+        report,
+        &scandir,
+        &places.scandir,
+        std::slice::from_ref(&profile),
+    )
+    .into_iter()
+    .next()
+    {
+        Some((_, Err(e))) => {
+            error_line(e);
+            1
+        }
+        _ => {
+            report.info(format_args!("unregistered gateway-{profile}"));
+            0
+        }
+    }
+}
