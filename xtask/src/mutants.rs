@@ -81,6 +81,7 @@ const GROUPS: &[Group] = &[
         files: &[
             "dotenv.rs",
             "container_env.rs",
+            "data_home.rs",
             "capabilities.rs",
             "report.rs",
             "stage2/mod.rs",

@@ -27,6 +27,7 @@ pub mod privdrop;
 
 pub mod cmd_stdin;
 pub mod container_env;
+pub mod data_home;
 pub mod dotenv;
 pub mod ids;
 pub mod routing;

@@ -35,8 +35,6 @@ use crate::s6_slot::{
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
 pub const DEFAULT_SCANDIR: &str = "/run/service";
-pub const ENV_HOME: &str = "HERMES_HOME";
-pub const DEFAULT_HOME: &str = "/opt/data";
 pub const ENV_MULTIPLEX: &str = "GATEWAY_MULTIPLEX_PROFILES";
 pub const ENV_NO_SUPERVISE: &str = "HERMES_GATEWAY_NO_SUPERVISE";
 /// `HERMES_GATEWAY_SLOTS`: `user-owned` restores RP-01/RP-11 ownership (B15); anything else is root-owned.
@@ -106,7 +104,7 @@ impl Places {
             };
         Places {
             scandir: pick(ENV_SCANDIR, DEFAULT_SCANDIR),
-            home: pick(ENV_HOME, DEFAULT_HOME),
+            home: crate::data_home::from_env(),
             slot_mode: SlotMode::from_value(std::env::var_os(ENV_SLOTS).as_deref()),
             slot_limit,
             slot_limit_error,

@@ -28,6 +28,8 @@ use nix::errno::Errno;
 use crate::accounts::{self, Account};
 use crate::cmd_stdin;
 use crate::container_env::{self, EnvFile};
+// `HOME` of the program, and `HERMES_HOME` when none is given (MW-07).
+use crate::data_home::DEFAULT as DATA_HOME;
 use crate::display::display_path;
 use crate::error::errno_text;
 use crate::guarded;
@@ -46,8 +48,6 @@ pub const VENV: &str = "/opt/hermes/.venv";
 pub const VENV_BIN: &str = "/opt/hermes/.venv/bin";
 /// The real hermes CLI the shim runs.
 pub const REAL_HERMES: &str = "/opt/hermes/.venv/bin/hermes";
-/// `HOME` of the program, and `HERMES_HOME` when none is given (MW-07).
-pub const DATA_HOME: &str = "/opt/data";
 /// Where the application installs the runtime user's commands (profile aliases, `pip install --user`).
 pub const USER_TOOLS: &str = "/opt/data/.local/bin";
 const PID1_COMM: &str = "/proc/1/comm";
@@ -162,8 +162,8 @@ impl Env {
     /// MW-07: `HOME` is the data volume; a non-empty `HERMES_HOME` is kept.
     pub fn set_homes(&mut self) {
         self.set("HOME", DATA_HOME);
-        if self.is_unset_or_empty("HERMES_HOME") {
-            self.set("HERMES_HOME", DATA_HOME);
+        if self.is_unset_or_empty(crate::data_home::ENV) {
+            self.set(crate::data_home::ENV, DATA_HOME);
         }
     }
 
@@ -349,7 +349,7 @@ fn bootstrap_directly(root: &RootPrefix, env: &mut Env, report: &Report) -> Resu
 /// MW-05…MW-11.
 fn run_wrapper(root: &RootPrefix, user: &str, args: &[OsString], mut env: Env, report: &Report) -> i32 {
     // MW-05: /init scrubbed the environment; HERMES_HOME is the marker that it is still intact.
-    if env.is_unset_or_empty("HERMES_HOME") {
+    if env.is_unset_or_empty(crate::data_home::ENV) {
         match container_env::read(root, report) {
             Ok(Some(files)) => env.rehydrate(files),
             Ok(None) => {}

@@ -10,21 +10,11 @@ use crate::guarded::{Dir, Entry};
 use crate::report::Report;
 use crate::root::RootPrefix;
 
-pub const DEFAULT_HOME: &str = "/opt/data";
-
-/// H: `HERMES_HOME`, or `/opt/data` when unset or empty.
-pub fn home_path() -> PathBuf {
-    std::env::var_os("HERMES_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
-}
-
 /// S2-04. Creates H like `mkdir -p` as the current user and opens it without following a symlink.
 /// `Err(())` after printing the fatal error. `Ok((H, None))` when H is a symlink (warned) or, in a dry
 /// run, does not exist yet.
 pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<Dir>), ()> {
-    let home = home_path();
+    let home = crate::data_home::from_env();
     let fatal = |e: Errno| {
         report.error(format_args!(
             "cannot create HERMES_HOME {}: {}",
