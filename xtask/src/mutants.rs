@@ -4,7 +4,11 @@
 //! boot-core's own tests see only part of what a change breaks: the ownership walk is judged by
 //! `stage2-setup`'s boots, the slots by `reconcile-profiles` and `supervise-perms`. Running every
 //! crate's tests for every mutant would cost the whole suite per mutant, so the modules are grouped by
-//! the crates that exercise them ([`GROUPS`]) and each group is one cargo-mutants run.
+//! the crates that exercise them ([`GROUPS`]). Each group runs in two passes: first against boot-core's
+//! own tests, which fail within seconds for most mutants; then the mutants those missed against the tests
+//! of every crate of the group, which cost a rebuild of every program and test binary per mutant. Before
+//! either, the group's tests run once on the unmutated tree: a test that fails without any mutation
+//! would otherwise count every mutant as caught.
 //!
 //! Mutants that cannot be caught because the mutated code behaves the same (equivalent mutants) are
 //! excluded in `.cargo/mutants.toml`, each with the reason; what survives otherwise is a missing test.

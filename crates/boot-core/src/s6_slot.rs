@@ -709,6 +709,120 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     use std::path::Path;
 
+    fn meta(uid: u32, gid: u32) -> crate::guarded::Meta {
+        crate::guarded::Meta {
+            dev: 0,
+            ino: 0,
+            uid,
+            gid,
+            perm: 0o755,
+            nlink: 2,
+            kind: rustix::fs::FileType::Directory,
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn each_ownership_gives_its_owner_and_recognises_its_slots() {
+        let root = SlotOwnership::Root { group: 10000 };
+        let user = SlotOwnership::User(Some((10000, 10001)));
+        assert_eq!(root.files(), Some((0, 0)));
+        assert_eq!(user.files(), Some((10000, 10001)));
+        assert_eq!(SlotOwnership::User(None).files(), None);
+        assert_eq!(SlotOwnership::Creator.files(), None);
+        assert!(root.chowns() && user.chowns());
+        assert!(!SlotOwnership::User(None).chowns() && !SlotOwnership::Creator.chowns());
+        assert!(root.matches(&meta(0, 0)));
+        assert!(
+            !root.matches(&meta(10000, 10001)),
+            "a user-owned slot under the root layout"
+        );
+        assert!(!root.matches(&meta(0, 10001)) && !root.matches(&meta(10000, 0)));
+        assert!(user.matches(&meta(10000, 10001)));
+        assert!(!user.matches(&meta(10000, 0)) && !user.matches(&meta(0, 10001)));
+        assert!(SlotOwnership::Creator.matches(&meta(123, 456)));
+    }
+
+    #[test]
+    fn only_a_refused_chown_is_a_chown_refusal() {
+        let e = |op: &'static str, errno| SysError::new(op, "/run/service/gateway-x", errno);
+        assert!(is_chown_refusal(&e("chown", Errno::EPERM)));
+        assert!(is_chown_refusal(&e("chown", Errno::EINVAL)));
+        assert!(!is_chown_refusal(&e("chown", Errno::ENOSPC)));
+        assert!(!is_chown_refusal(&e("chmod", Errno::EPERM)));
+        // Any other error is not remembered and prints nothing.
+        let r = Report::reconcile(false);
+        assert!(!note_chown_refusal(&r, &e("mkdir", Errno::EPERM), "hermes"));
+        assert_eq!(r.warnings(), 0);
+    }
+
+    #[test]
+    fn scripts_are_roots_when_root_owns_the_files() {
+        let spec = |ownership| SlotSpec {
+            profile: "work",
+            start: false,
+            ownership,
+            runtime_user: "hermes",
+            umask: Some(0o022),
+        };
+        assert!(spec(SlotOwnership::Root { group: 1 }).scripts_are_roots());
+        assert!(!spec(SlotOwnership::User(Some((10000, 10000)))).scripts_are_roots());
+        assert!(spec(SlotOwnership::User(Some((0, 10000)))).scripts_are_roots());
+        assert_eq!(spec(SlotOwnership::Creator).scripts_are_roots(), euid() == 0);
+    }
+
+    #[test]
+    fn the_builder_changes_only_what_creation_did_not_give() {
+        let b = Builder {
+            euid: 0,
+            egid: 0,
+            private: true,
+            umask: Some(0o022),
+        };
+        assert!(!b.needs_chmod(0o755, false), "0755 survives umask 022");
+        assert!(b.needs_chmod(0o775, false), "umask 022 cuts group write");
+        assert!(
+            b.needs_chmod(0o3730, false),
+            "special bits are dropped at creation"
+        );
+        assert!(b.needs_chmod(0o755, true), "a setgid parent passes its bit on");
+        let unknown = Builder { umask: None, ..b };
+        assert!(unknown.needs_chmod(0o755, false));
+        assert_eq!(b.chown_to(Some((0, 0)), None), None, "created root:root already");
+        assert_eq!(b.chown_to(Some((0, 10000)), None), Some((0, 10000)));
+        assert_eq!(
+            b.chown_to(Some((0, 10000)), Some(10000)),
+            None,
+            "the setgid parent gave the group"
+        );
+        assert_eq!(b.chown_to(Some((0, 0)), Some(10000)), Some((0, 0)));
+        assert_eq!(b.chown_to(None, None), None);
+    }
+
+    #[test]
+    fn a_slot_file_is_created_new_never_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_anchor(&RootPrefix::none(), t.path())
+            .unwrap()
+            .found()
+            .unwrap();
+        let b = Builder {
+            euid: euid(),
+            egid: crate::guarded::egid(),
+            private: false,
+            umask: None,
+        };
+        b.file(&d, "run", b"#!/bin/sh\n", 0o755, None).unwrap();
+        assert_eq!(std::fs::read(t.path().join("run")).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(mode(&t.path().join("run")), 0o755);
+        let e = b.file(&d, "run", b"again", 0o755, None).unwrap_err();
+        assert_eq!(e.errno, Errno::EEXIST, "{e}");
+        let outside = t.path().join("outside");
+        std::os::unix::fs::symlink(&outside, t.path().join("type")).unwrap();
+        assert!(b.file(&d, "type", b"longrun\n", 0o644, None).is_err());
+        assert!(!outside.exists(), "followed a symlink");
+    }
+
     #[test]
     fn current_slots_are_the_gateway_entries_with_profile_names() {
         let t = tempfile::tempdir().unwrap();
