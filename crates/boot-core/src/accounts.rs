@@ -151,6 +151,29 @@ pub fn lookup(root: &RootPrefix, name: &str) -> SysResult<Option<Account>> {
     Ok(account_from(&passwd, &group, name))
 }
 
+/// `runtime user hermes: uid 10000, gid 10000(hermes), groups 44(video),998(hostgid998)`: the account's
+/// ids with the names `/etc/group` (under the prefix) gives them. The boot prints it once per boot and the
+/// doctor reports it, so both say the same.
+pub fn describe(root: &RootPrefix, account: &Account) -> String {
+    let group = read_image_file(root, GROUP).unwrap_or_default();
+    let named = |gid: u32| match crate::account_db::group_name_of(&group, gid) {
+        Some(name) => format!("{gid}({name})"),
+        None => gid.to_string(),
+    };
+    let others: Vec<String> = account.group_set().into_iter().skip(1).map(named).collect();
+    format!(
+        "runtime user {}: uid {}, gid {}, groups {}",
+        account.name,
+        account.uid,
+        named(account.gid),
+        if others.is_empty() {
+            "none".to_string()
+        } else {
+            others.join(",")
+        }
+    )
+}
+
 /// The name of the first account with this uid, if any.
 pub fn name_of_uid(passwd: &[u8], uid: u32) -> Option<String> {
     parse_passwd(passwd)

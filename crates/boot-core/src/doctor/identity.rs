@@ -44,32 +44,12 @@ pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> (O
             return (None, as_root);
         }
     };
-    let group = accounts::read_image_file(root, accounts::GROUP).unwrap_or_default();
-    let named = |gid: u32| match crate::account_db::group_name_of(&group, gid) {
-        Some(name) => format!("{gid}({name})"),
-        None => gid.to_string(),
-    };
-    let groups: Vec<String> = account.group_set().into_iter().skip(1).map(named).collect();
     out.push(
-        Finding::ok(
-            AREA,
-            "runtime-user",
-            format!(
-                "runtime user {}: uid {}, gid {}, groups {}",
-                account.name,
-                account.uid,
-                named(account.gid),
-                if groups.is_empty() {
-                    "none".to_string()
-                } else {
-                    groups.join(",")
-                }
-            ),
-        )
-        .with("user", account.name.clone())
-        .with("uid", account.uid)
-        .with("gid", account.gid)
-        .with("groups", account.group_set()),
+        Finding::ok(AREA, "runtime-user", accounts::describe(root, &account))
+            .with("user", account.name.clone())
+            .with("uid", account.uid)
+            .with("gid", account.gid)
+            .with("groups", account.group_set()),
     );
     let env = |name: &str| std::env::var(name).ok();
     remap(out, ids::UID_VARS, account.uid, "uid", &env);

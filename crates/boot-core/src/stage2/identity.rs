@@ -129,23 +129,7 @@ pub fn remap_with_lock_timeout(
 /// The per-boot identity line of a run as root: who the services will run as, after the remap, with
 /// the names the groups have in `/etc/group` (the ids a `--group-add` or a device group brought).
 fn report_identity(root: &RootPrefix, report: &Report, account: &Account) {
-    let group = accounts::read_image_file(root, accounts::GROUP).unwrap_or_default();
-    let named = |gid: u32| match account_db::group_name_of(&group, gid) {
-        Some(name) => format!("{gid}({name})"),
-        None => gid.to_string(),
-    };
-    let others: Vec<String> = account.group_set().into_iter().skip(1).map(named).collect();
-    report.info(format_args!(
-        "runtime user {}: uid {}, gid {}, groups {}",
-        account.name,
-        account.uid,
-        named(account.gid),
-        if others.is_empty() {
-            "none".to_string()
-        } else {
-            others.join(",")
-        }
-    ));
+    report.info(accounts::describe(root, account));
 }
 
 /// S2-05: the one line of a run without root, and a warning when remap variables ask for what only root
