@@ -1083,6 +1083,7 @@ mod tests {
                 install_slot_with(&s, &r, &spec(p, false), Publish::Replace, &unsupported).unwrap(),
                 Published::Replaced
             );
+            assert_eq!(r.warnings(), 1, "announced at its first use, and only then");
         }
         assert!(t.path().join("gateway-a/down").exists());
         assert!(!t.path().join("gateway-a/marker").exists());
@@ -1093,6 +1094,65 @@ mod tests {
             "no .old or staging left"
         );
         assert_eq!(r.warnings(), 1, "the fallback is announced once");
+    }
+
+    #[test]
+    fn publishing_without_replace_never_replaces_what_appeared_meanwhile() {
+        // The target appears after install_slot's check: the publishing rename itself must refuse.
+        let t = tempfile::tempdir().unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        std::fs::create_dir(t.path().join(".gateway-x.tmp")).unwrap();
+        std::fs::create_dir(t.path().join("gateway-x")).unwrap();
+        std::fs::write(t.path().join("gateway-x/marker"), b"theirs").unwrap();
+        assert!(matches!(
+            publish_staging(&s, &r, "x", Publish::NoReplace, &exchange),
+            Err(SlotError::Exists)
+        ));
+        assert_eq!(
+            std::fs::read(t.path().join("gateway-x/marker")).unwrap(),
+            b"theirs"
+        );
+        assert!(!t.path().join(".gateway-x.tmp").exists(), "staging left behind");
+        assert_eq!(SlotError::Exists.to_string(), "slot exists");
+    }
+
+    #[test]
+    fn a_slot_in_a_setgid_scan_directory_gets_exactly_its_modes() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o2755)).unwrap();
+        let s = scandir(&t);
+        let r = Report::reconcile(false);
+        install_slot(&s, &r, &spec("x", false), Publish::Replace).unwrap();
+        // The kernel passes the setgid bit on to new directories; the slot must not keep it.
+        assert_eq!(mode(&t.path().join("gateway-x")), 0o755);
+        assert_eq!(mode(&t.path().join("gateway-x/log")), 0o755);
+    }
+
+    #[test]
+    fn the_umask_is_read_without_changing_it() {
+        let u = process_umask().expect("Linux 4.7+ reports Umask: in /proc/self/status");
+        assert!(u <= 0o777, "{u:o}");
+        assert_eq!(process_umask(), Some(u));
+    }
+
+    #[test]
+    fn a_fifo_the_umask_leaves_alone_gets_its_mode_at_creation() {
+        let t = tempfile::tempdir().unwrap();
+        let d = scandir(&t);
+        let umask = process_umask().unwrap();
+        let b = Builder {
+            euid: euid(),
+            egid: crate::guarded::egid(),
+            private: false,
+            umask: Some(umask),
+        };
+        // A mode with no bit the umask cuts: nothing is changed after mknod.
+        let m = 0o666 & !umask;
+        b.fifo(&d, "control", m, None).unwrap();
+        let p = t.path().join("control");
+        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_fifo());
+        assert_eq!(mode(&p), m);
     }
 
     #[test]
