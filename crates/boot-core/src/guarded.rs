@@ -861,6 +861,74 @@ mod tests {
     }
 
     #[test]
+    fn meta_tells_the_three_kinds_apart() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        symlink("f", t.path().join("l")).unwrap();
+        let d = anchor(&t);
+        let kinds = |n: &str| {
+            let m = d.stat(n).unwrap().unwrap();
+            (m.is_file(), m.is_dir(), m.is_symlink())
+        };
+        assert_eq!(kinds("f"), (true, false, false));
+        assert_eq!(kinds("d"), (false, true, false));
+        assert_eq!(kinds("l"), (false, false, true));
+    }
+
+    /// The variable that makes a run of this test binary the child of
+    /// [`the_openat_fallback_never_follows_a_symlink_either`]: the fallback is chosen once per process, so
+    /// it is tried in a process of its own.
+    const FALLBACK_CHILD: &str = "HERMES_GUARDED_FALLBACK_CHILD";
+
+    #[test]
+    fn the_openat_fallback_never_follows_a_symlink_either() {
+        let check = |dir: &Path| {
+            let d = Dir::open_anchor(&RootPrefix::none(), dir)
+                .unwrap()
+                .found()
+                .unwrap();
+            assert!(matches!(d.subdir("real").unwrap(), Entry::Found(_)));
+            assert!(matches!(d.subdir("link").unwrap(), Entry::Symlink));
+            let raw = open_dir_at(d.fd(), OsStr::new("link"), false);
+            assert!(raw.is_err(), "open_dir_at followed a symlink");
+        };
+        if let Some(dir) = std::env::var_os(FALLBACK_CHILD) {
+            OPENAT2_STATE.store(2, Ordering::Relaxed);
+            assert!(!uses_openat2());
+            check(Path::new(&dir));
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        symlink("real", t.path().join("link")).unwrap();
+        check(t.path());
+        // The probe's outcome is what uses_openat2 reports (qemu-user, old kernels: the fallback).
+        assert_eq!(uses_openat2(), OPENAT2_STATE.load(Ordering::Relaxed) == 1);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "guarded::tests::the_openat_fallback_never_follows_a_symlink_either",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(FALLBACK_CHILD, t.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fallback child failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "the child ran no test"
+        );
+    }
+
+    #[test]
     fn anchor_that_is_a_symlink_is_refused() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("real")).unwrap();
