@@ -10,7 +10,7 @@
 //! lines). Mutating methods take the [`Report`] so that a dry run prints `would …` instead of acting
 //! (SPEC CM-11): every effect is written once and both executors share it.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CStr, OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
@@ -140,11 +140,6 @@ fn check_name(name: &OsStr, at: &Path) -> SysResult<()> {
         return Err(SysError::new("resolve", at.join(name), Errno::EINVAL));
     }
     Ok(())
-}
-
-fn to_cstring(name: &OsStr) -> CString {
-    // Names were checked for NUL bytes by `check_name` or come from the kernel.
-    CString::new(name.as_bytes()).unwrap_or_default()
 }
 
 /// An open directory, reached without following symlinks below its anchor.
@@ -767,11 +762,6 @@ impl Dir {
         out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         Ok(out)
     }
-
-    /// A `CString` of an entry name, for callers that need one.
-    pub fn cname(name: &OsStr) -> CString {
-        to_cstring(name)
-    }
 }
 
 /// Largest image file the programs read whole (account files, lists, seed sources).
@@ -858,6 +848,55 @@ mod tests {
         ));
         assert!(matches!(d.subdir("none").unwrap(), Entry::Missing));
         assert!(d.subdir("../x").is_err());
+    }
+
+    #[test]
+    fn only_single_plain_names_are_accepted() {
+        let at = Path::new("/opt/data");
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/a", b"a\0b"] {
+            let e = check_name(OsStr::from_bytes(bad), at).unwrap_err();
+            assert_eq!(e.errno, Errno::EINVAL, "{:?}", String::from_utf8_lossy(bad));
+        }
+        for good in [&b"a"[..], b".env", b"...", b"a.b", b"\xff"] {
+            assert!(check_name(OsStr::from_bytes(good), at).is_ok(), "{:?}", good);
+        }
+    }
+
+    #[test]
+    fn open_path_skips_dot_components_and_refuses_dot_dot() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        let d = anchor(&t);
+        let (e, at) = d.open_path(Path::new("./a/./b")).unwrap();
+        assert!(matches!(e, Entry::Found(_)));
+        assert_eq!(at, t.path().join("a/b"));
+        assert!(d.open_path(Path::new("a/../a")).is_err());
+    }
+
+    #[test]
+    fn root_making_a_directory_that_exists_leaves_no_temporary() {
+        crate::guarded::tests::require_root();
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("taken")).unwrap();
+        let d = anchor(&t);
+        assert!(!d.mkdir("taken", 0o755, Some((10000, 10000))).unwrap());
+        assert!(d.mkdir("new", 0o750, Some((10000, 10000))).unwrap());
+        let mut names: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["new", "taken"], "a temporary was left behind");
+        let m = std::fs::metadata(t.path().join("new")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (10000, 10000, 0o750));
+    }
+
+    fn require_root() {
+        assert!(
+            euid() == 0,
+            "this test changes owners for real: run it as root, as CI does"
+        );
     }
 
     #[test]
