@@ -900,6 +900,38 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_exactly_the_limit_is_read_and_one_byte_more_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), vec![b'x'; 10]).unwrap();
+        let d = anchor(&t);
+        assert_eq!(d.read_regular("f", 10).unwrap().found().unwrap().len(), 10);
+        assert_eq!(d.read_regular("f", 9).unwrap_err().errno, Errno::EFBIG);
+        assert_eq!(d.read_listed_file("f", 10).unwrap().found().unwrap().len(), 10);
+        assert_eq!(d.read_listed_file("f", 9).unwrap_err().errno, Errno::EFBIG);
+    }
+
+    #[test]
+    fn a_listed_file_is_never_read_through_a_symlink_or_waited_for() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("target"), b"secret").unwrap();
+        symlink("target", t.path().join("link")).unwrap();
+        nix::unistd::mkfifo(
+            &t.path().join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let d = anchor(&t);
+        assert!(matches!(d.read_listed_file("link", 100).unwrap(), Entry::Symlink));
+        // A FIFO without a writer: O_NONBLOCK makes the open and the read return at once, empty.
+        assert_eq!(d.read_listed_file("fifo", 100).unwrap().found().unwrap(), b"");
+        assert!(matches!(
+            d.read_regular("fifo", 100).unwrap(),
+            Entry::Other(FileType::Fifo)
+        ));
+        assert!(matches!(d.read_regular("link", 100).unwrap(), Entry::Symlink));
+    }
+
+    #[test]
     fn meta_tells_the_three_kinds_apart() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
