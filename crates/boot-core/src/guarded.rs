@@ -908,6 +908,12 @@ mod tests {
         assert_eq!(d.read_regular("f", 9).unwrap_err().errno, Errno::EFBIG);
         assert_eq!(d.read_listed_file("f", 10).unwrap().found().unwrap().len(), 10);
         assert_eq!(d.read_listed_file("f", 9).unwrap_err().errno, Errno::EFBIG);
+        // Longer than the listed reader's first read: the rest is read, up to the limit.
+        let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(t.path().join("big"), &big).unwrap();
+        assert_eq!(d.read_listed_file("big", 10_000).unwrap().found().unwrap(), big);
+        assert_eq!(d.read_listed_file("big", 9_999).unwrap_err().errno, Errno::EFBIG);
+        assert_eq!(d.read_regular("big", 10_000).unwrap().found().unwrap(), big);
     }
 
     #[test]
