@@ -938,6 +938,30 @@ mod tests {
     }
 
     #[test]
+    fn pin_holds_the_entry_itself_whatever_its_kind() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("/etc/passwd", t.path().join("link")).unwrap();
+        nix::unistd::mkfifo(
+            &t.path().join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        let d = anchor(&t);
+        for name in ["link", "fifo", "f"] {
+            let m = d.stat(name).unwrap().unwrap();
+            // A FIFO without a writer would block a real open; a symlink must not be followed.
+            assert!(d.pin(OsStr::new(name), &m).unwrap().is_some(), "{name}");
+        }
+        let other = d.stat("f").unwrap().unwrap();
+        assert!(
+            d.pin(OsStr::new("link"), &other).unwrap().is_none(),
+            "another inode was pinned"
+        );
+        assert!(d.pin(OsStr::new("missing"), &other).unwrap().is_none());
+    }
+
+    #[test]
     fn meta_tells_the_three_kinds_apart() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
