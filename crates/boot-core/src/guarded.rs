@@ -962,6 +962,58 @@ mod tests {
     }
 
     #[test]
+    fn chown_entry_changes_what_differs_and_keeps_the_hard_link_rule() {
+        require_root();
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n);
+        let own = |n: &str, u: u32, g: u32| std::os::unix::fs::lchown(p(n), Some(u), Some(g)).unwrap();
+        let owner = |n: &str| {
+            let m = std::fs::symlink_metadata(p(n)).unwrap();
+            (m.uid(), m.gid())
+        };
+        std::fs::write(p("gid-only"), b"").unwrap();
+        own("gid-only", 10000, 0);
+        std::fs::write(p("linked"), b"").unwrap();
+        std::fs::hard_link(p("linked"), p("linked2")).unwrap();
+        own("linked", 1234, 1234);
+        std::fs::write(p("linked-ok"), b"").unwrap();
+        std::fs::hard_link(p("linked-ok"), p("linked-ok2")).unwrap();
+        own("linked-ok", 5678, 5678);
+        std::fs::create_dir_all(p("dir/sub")).unwrap();
+        own("dir", 1234, 1234);
+        symlink("/etc/passwd", p("link")).unwrap();
+        own("link", 1234, 1234);
+        let d = anchor(&t);
+        let r = report();
+        let chown = |n: &str| {
+            let m = d.stat(n).unwrap().unwrap();
+            d.chown_entry(&r, OsStr::new(n), &m, (10000, 10000), 5678)
+                .unwrap()
+        };
+        assert!(chown("gid-only"), "only the group differed");
+        assert_eq!(owner("gid-only"), (10000, 10000));
+        assert!(!chown("gid-only"), "already right");
+        assert!(!chown("linked"), "a hard-linked file of another uid");
+        assert_eq!(owner("linked"), (1234, 1234));
+        assert_eq!(r.warnings(), 1);
+        assert!(chown("linked-ok"), "hard-linked but owned by the uid it may be");
+        assert!(
+            chown("dir"),
+            "directories have several links and are not hard links"
+        );
+        assert!(chown("link"), "a symlink's own owner");
+        assert_eq!(owner("link"), (10000, 10000));
+        assert_eq!(owner("dir"), (10000, 10000));
+        assert_eq!(
+            std::fs::metadata("/etc/passwd").unwrap().uid(),
+            0,
+            "followed the symlink"
+        );
+        assert_eq!(r.warnings(), 1);
+    }
+
+    #[test]
     fn meta_tells_the_three_kinds_apart() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
