@@ -324,6 +324,141 @@ mod tests {
             .unwrap()
     }
 
+    fn names(t: &tempfile::TempDir) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_file_read_for_rewrite_may_be_exactly_the_limit() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), vec![b'x'; 100]).unwrap();
+        let d = anchor(&t);
+        let (bytes, _) = read_for_rewrite(&d, OsStr::new("f"), 100)
+            .unwrap()
+            .found()
+            .unwrap();
+        assert_eq!(bytes.len(), 100);
+        assert_eq!(
+            read_for_rewrite(&d, OsStr::new("f"), 99).unwrap_err().errno,
+            Errno::EFBIG
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_put_in_place_leaves_no_temporary() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("taken")).unwrap();
+        std::fs::write(t.path().join("taken/inside"), b"").unwrap();
+        let d = anchor(&t);
+        let mut f = NewFile::create(&d, OsStr::new("taken"), 0o644, None).unwrap();
+        f.write_synced(b"new").unwrap();
+        // Renaming a file over a non-empty directory fails; the named temporary must go with the file.
+        assert!(f.publish_over(OsStr::new("taken")).is_err());
+        assert_eq!(names(&t), vec!["taken"]);
+        assert!(t.path().join("taken/inside").exists());
+    }
+
+    /// The variable that makes a run of this test binary the child of
+    /// [`without_proc_fd_files_are_made_under_named_temporaries`].
+    const NAMED_CHILD: &str = "HERMES_ATOMIC_NAMED_CHILD";
+
+    /// Without `/proc/self/fd` (an empty `/proc` in a mount namespace of the child's own) an `O_TMPFILE`
+    /// cannot be linked, so every file is made under a random temporary name: the same results, and
+    /// nothing left behind.
+    #[test]
+    fn without_proc_fd_files_are_made_under_named_temporaries() {
+        assert_eq!(
+            euid(),
+            0,
+            "this test makes a mount namespace: run it as root, as CI does"
+        );
+        if let Some(dir) = std::env::var_os(NAMED_CHILD) {
+            use nix::mount::{mount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .expect("make / private");
+            mount(
+                Some("tmpfs"),
+                "/proc",
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .expect("empty /proc");
+            assert!(!proc_fd_available());
+            let d = Dir::open_anchor(&RootPrefix::none(), std::path::Path::new(&dir))
+                .unwrap()
+                .found()
+                .unwrap();
+            let r = Report::stage2(false);
+            assert_eq!(
+                create_exclusive(&d, &r, OsStr::new("new"), b"one", 0o640, None).unwrap(),
+                Created::Created
+            );
+            assert_eq!(
+                create_exclusive(&d, &r, OsStr::new("new"), b"two", 0o640, None).unwrap(),
+                Created::Existed
+            );
+            let (_, meta) = read_for_rewrite(&d, OsStr::new("new"), 1 << 20)
+                .unwrap()
+                .found()
+                .unwrap();
+            rewrite(&d, &r, OsStr::new("new"), &meta, b"three").unwrap();
+            let kept = NewFile::create(&d, OsStr::new("kept"), 0o600, None)
+                .unwrap()
+                .keep_as_temp(OsStr::new("kept"))
+                .unwrap();
+            println!("KEPT {}", kept.to_string_lossy());
+            return;
+        }
+        assert!(proc_fd_available(), "this machine has /proc/self/fd");
+        let t = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "atomic::tests::without_proc_fd_files_are_made_under_named_temporaries",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env(NAMED_CHILD, t.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child failed:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(t.path().join("new")).unwrap(), b"three");
+        assert_eq!(
+            std::fs::metadata(t.path().join("new"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o640
+        );
+        let kept = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("KEPT "))
+            .expect("kept name");
+        assert!(kept.starts_with(".kept.tmp."), "{kept}");
+        // Only the file and the temporary the caller asked to keep.
+        assert_eq!(names(&t), vec![kept.to_string(), "new".to_string()]);
+    }
+
     #[test]
     fn temporary_names_are_unpredictable() {
         let a = temp_name(OsStr::new(".env")).unwrap();
