@@ -379,15 +379,7 @@ mod tests {
         );
         if let Some(dir) = std::env::var_os(NAMED_CHILD) {
             use nix::mount::{mount, MsFlags};
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .expect("make / private");
+            crate::ownership::tests::private_mount_namespace();
             mount(
                 Some("tmpfs"),
                 "/proc",

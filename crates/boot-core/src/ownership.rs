@@ -967,4 +967,4 @@ fn c_name(name: &OsStr) -> Option<std::ffi::CString> {
 
 mod share;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -215,7 +215,7 @@ fn run_child(test: &str, target: &Path, flags: &str) -> ChildRun {
 }
 
 /// Moves this process into a mount namespace of its own, so its mounts disappear with it.
-fn private_mount_namespace() {
+pub(crate) fn private_mount_namespace() {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
     mount(
