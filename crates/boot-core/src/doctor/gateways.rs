@@ -2,19 +2,16 @@
 //! would start it, its last boot-log line, and pid files of processes that are gone.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::gateway_state::{self, STATE_FILE, STATE_LIMIT};
 use crate::guarded::{Dir, Entry};
 use crate::profiles::{self, Scanned, DEFAULT_PROFILE};
 use crate::report::{Report, Sink, WarnStyle};
-use crate::s6_command::run_tool;
 use crate::s6_slot::slot_name;
 
 use super::{read_volume_file, shown, Context, Finding};
 
 const AREA: &str = "gateways";
-const SVSTAT_LIMIT: Duration = Duration::from_secs(5);
 /// The part of the boot log that is read for the last lines (it rotates at 256 KiB).
 const BOOT_LOG_LIMIT: u64 = 1 << 20;
 
@@ -122,7 +119,7 @@ fn profile(
     let slot = slot_name(name);
     let slot_path = cx.places.scandir.join(&slot);
     let present = scandir.is_some_and(|s| matches!(s.stat(&slot), Ok(Some(m)) if m.is_dir()));
-    let run = present.then(|| svstat(cx, &slot_path));
+    let run = present.then(|| run_state(cx, &slot_path));
     let last = last_log_line(log, name);
 
     let mut message = format!(
@@ -193,26 +190,11 @@ fn profile(
     stale_pid(cx, dir, out);
 }
 
-fn svstat(cx: &Context, slot_path: &Path) -> Run {
-    let host = cx.root.path(slot_path);
-    let r = run_tool(cx.root, "s6-svstat", &[host.as_os_str()], SVSTAT_LIMIT);
-    let text = match &r {
-        crate::s6_command::ToolResult::Exited { stdout, stderr, .. } => {
-            if r.success() {
-                stdout.trim().to_string()
-            } else {
-                stderr.trim().to_string()
-            }
-        }
-        other => format!("{other:?}"),
-    };
-    if !r.success() {
-        return Run::Unsupervised("not supervised".to_string());
-    }
-    if text.starts_with("up") {
-        Run::Up(text)
-    } else {
-        Run::Down(text)
+fn run_state(cx: &Context, slot_path: &Path) -> Run {
+    match super::svstat(cx.root, slot_path) {
+        None => Run::Unsupervised("not supervised".to_string()),
+        Some(text) if text.starts_with("up") => Run::Up(text),
+        Some(text) => Run::Down(text),
     }
 }
 

@@ -203,6 +203,24 @@ pub fn render_text(findings: &[Finding]) -> String {
     s
 }
 
+/// `s6-svstat` of an in-container service directory: its one-line state (`up (pid …) 5 seconds`,
+/// `down (exitcode 0) …`), or `None` when no supervisor answers for it.
+fn svstat(root: &RootPrefix, service: &Path) -> Option<String> {
+    let host = root.path(service);
+    let r = crate::s6_command::run_tool(
+        root,
+        "s6-svstat",
+        &[host.as_os_str()],
+        std::time::Duration::from_secs(5),
+    );
+    match &r {
+        crate::s6_command::ToolResult::Exited { stdout, .. } if r.success() => {
+            Some(stdout.trim().to_string())
+        }
+        _ => None,
+    }
+}
+
 /// `path` under the prefix, read as a small text file by path. Only for files the runtime user cannot
 /// write (`/proc`, the image's own files).
 fn read_system_file(root: &RootPrefix, path: &str) -> Option<String> {

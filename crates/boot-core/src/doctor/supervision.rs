@@ -2,17 +2,14 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::guarded::{Dir, Entry};
 use crate::reconcile::SlotMode;
-use crate::s6_command::run_tool;
 use crate::s6_perms::SERVICEDIRS;
 
 use super::{Context, Finding};
 
 const AREA: &str = "services";
-const SVSTAT_LIMIT: Duration = Duration::from_secs(5);
 /// The service that registers gateway slots for the runtime user in the default (root-owned) mode.
 const REGISTRAR: &str = "profile-registrar";
 
@@ -66,12 +63,7 @@ pub(super) fn check(cx: &Context, out: &mut Vec<Finding>) {
     for name in &names {
         let shown = name.to_string_lossy().into_owned();
         let path = Path::new(SERVICEDIRS).join(name);
-        let host = cx.root.path(&path);
-        let r = run_tool(cx.root, "s6-svstat", &[host.as_os_str()], SVSTAT_LIMIT);
-        let text = match &r {
-            crate::s6_command::ToolResult::Exited { stdout, .. } if r.success() => stdout.trim().to_string(),
-            _ => "not supervised".to_string(),
-        };
+        let text = super::svstat(cx.root, &path).unwrap_or_else(|| "not supervised".to_string());
         let up = text.starts_with("up");
         if shown == REGISTRAR {
             registrar_up = up;

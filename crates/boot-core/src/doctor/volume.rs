@@ -102,15 +102,21 @@ pub(super) fn check(cx: &Context, quick: bool, out: &mut Vec<Finding>) {
             "ownership",
             "no ownership check: the container runs without root (--user), so the boot repairs nothing",
         ));
-    } else if let (Some(account), Some(_)) = (&cx.account, owner) {
-        drift(cx, home, account, out);
+    } else if let (Some(account), Some((previous, _))) = (&cx.account, owner) {
+        drift(cx, home, account, previous, out);
     }
 }
 
 /// The repair's own judgement ([`Handover`]) over the trees it walks and the top-level allowlist: what
 /// the next boot would change, and what it leaves alone (the host's files).
-fn drift(cx: &Context, home: &Dir, account: &crate::accounts::Account, out: &mut Vec<Finding>) {
-    let previous = home.meta().map(|m| m.uid).unwrap_or(0);
+/// `previous`: the volume's owner now, which the next boot's repair takes for the last runtime uid.
+fn drift(
+    cx: &Context,
+    home: &Dir,
+    account: &crate::accounts::Account,
+    previous: u32,
+    out: &mut Vec<Finding>,
+) {
     let handover = Handover::new(account, account.uid, previous);
     let (u, g) = handover.owner;
     let mut clean = 0;
