@@ -325,3 +325,77 @@ fn a_container_started_with_user_reports_pid_1s_ids() {
         r.stdout
     );
 }
+
+/// s6-overlay's services as s6-svstat sees them: one up, one that keeps failing (the profile registrar,
+/// which the default slot mode needs), one that no supervisor answers for.
+#[test]
+fn services_are_reported_by_their_supervisor_and_a_failing_registrar_is_a_problem() {
+    let t = healthy();
+    s6::install_commands(&t);
+    t.mkdir("/package/admin/s6-overlay-3.2.3.2");
+    std::os::unix::fs::symlink("s6-overlay-3.2.3.2", t.path("/package/admin/s6-overlay")).unwrap();
+    let servicedirs = "/run/s6-rc/servicedirs";
+    t.mkdir("/run/s6-rc");
+    t.mkdir(servicedirs);
+    t.mkdir("/run/service");
+    for (name, run, supervised) in [
+        ("web", "exec sleep 1000", true),
+        ("profile-registrar", "exit 1", true),
+        ("cron", "exec sleep 1000", false),
+    ] {
+        let dir = format!("{servicedirs}/{name}");
+        t.mkdir(&dir);
+        t.write(&format!("{dir}/type"), "longrun\n");
+        t.write(&format!("{dir}/run"), &format!("#!/bin/sh\n{run}\n"));
+        t.chmod(&format!("{dir}/run"), 0o755);
+        if supervised {
+            std::os::unix::fs::symlink(t.path(&dir), t.path(&format!("/run/service/{name}"))).unwrap();
+        }
+    }
+    let _svscan = s6::Svscan::start(&t.path("/run/service"));
+    let svstat = |name: &str| {
+        std::process::Command::new(s6::tool("s6-svstat"))
+            .arg(t.path(&format!("{servicedirs}/{name}")))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    s6::wait_until(std::time::Duration::from_secs(10), || {
+        svstat("web").starts_with("up") && svstat("profile-registrar").contains("want up")
+    });
+
+    let r = doctor(&t, &["--json"]);
+    r.assert_code(1);
+    let v = json_lines(&r);
+    let area = |check: &str| -> Vec<&Value> {
+        v.iter()
+            .filter(|f| f["area"] == "services" && f["check"] == check)
+            .collect()
+    };
+    let top = area("supervision");
+    assert_eq!(top.len(), 1, "{v:?}");
+    assert_eq!(top[0]["details"]["s6_overlay"], "3.2.3.2");
+    let service = |name: &str| {
+        *area("service")
+            .iter()
+            .find(|f| f["details"]["service"] == name)
+            .unwrap_or_else(|| panic!("no finding for {name}: {v:?}"))
+    };
+    assert_eq!(service("web")["status"], "ok");
+    assert_eq!(service("web")["details"]["up"], true);
+    assert!(
+        service("web")["details"]["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("up (pid "),
+        "{v:?}"
+    );
+    assert_eq!(service("cron")["status"], "ok");
+    assert_eq!(service("cron")["details"]["state"], "not supervised");
+    assert_eq!(service("profile-registrar")["status"], "problem");
+    assert_eq!(service("profile-registrar")["details"]["up"], false);
+    let registrar = area("registrar");
+    assert_eq!(registrar.len(), 1, "{v:?}");
+    assert_eq!(registrar[0]["status"], "problem");
+    assert_eq!(problems(&v).len(), 2, "{v:?}");
+}
