@@ -30,7 +30,7 @@ const IN_DIFF_CAP: usize = 30;
 /// Floor of the per-mutant test timeout. cargo-mutants derives the timeout from a baseline that runs
 /// only the mutated package's tests (about 6 s here), while a surviving mutant runs every test package of
 /// its group (30–40 s here): without the floor, survivors would be reported as timeouts.
-const MIN_TEST_TIMEOUT_SECS: &str = "120";
+const MIN_TEST_TIMEOUT_SECS: &str = "240";
 
 /// One cargo-mutants run: the boot-core files it mutates and the packages whose tests judge them.
 struct Group {

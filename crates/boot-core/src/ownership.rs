@@ -125,6 +125,18 @@ pub(crate) struct WalkDiag {
     /// Entries changed through an `O_PATH` descriptor checked against their stat (the path taken
     /// without `fs.protected_hardlinks`).
     pub pinned: u64,
+    /// Released ancestors opened again (by `..`) on the way back up: the price of the descriptor budget.
+    pub reacquired: u64,
+}
+
+impl WalkDiag {
+    /// Adds what another thread of the same walk saw.
+    fn merge(&mut self, other: &WalkDiag) {
+        self.max_fds_held = self.max_fds_held.max(other.max_fds_held);
+        self.shared += other.shared;
+        self.pinned += other.pinned;
+        self.reacquired += other.reacquired;
+    }
 }
 
 pub(crate) fn repair_with(
@@ -362,9 +374,7 @@ impl<'r> Walk<'r> {
         if self.first_left.is_none() {
             self.first_left.clone_from(&helper.first_left);
         }
-        self.diag.max_fds_held = self.diag.max_fds_held.max(helper.diag.max_fds_held);
-        self.diag.shared += helper.diag.shared;
-        self.diag.pinned += helper.diag.pinned;
+        self.diag.merge(&helper.diag);
     }
 
     /// Stops this walk, and every thread sharing it.
@@ -869,6 +879,7 @@ read-only volume?); ownership repair stops for this boot — continuing"
             return Flow::Abandon;
         }
         self.frames[parent_idx].fd = Some(fd);
+        self.diag.reacquired += 1;
         self.held += 1;
         self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
         self.lowest_held = parent_idx;

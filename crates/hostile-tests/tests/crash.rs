@@ -319,6 +319,47 @@ fn mutating_call_counts(prog: &Path) -> BTreeMap<String, usize> {
     most
 }
 
+/// One crash point: `prog` killed on entry to its `when`-th `call`, then a normal boot. Returns whether
+/// the kill took effect and how the result differs from `want`.
+fn crash_at(
+    first: &str,
+    prog: &Path,
+    stage2: &Path,
+    reconcile: &Path,
+    want: &BTreeMap<String, String>,
+    call: &str,
+    when: usize,
+) -> (bool, Vec<String>) {
+    let r = fresh();
+    if first == RECONCILE {
+        clean_run(&r, stage2);
+    }
+    let out = run(&mut traced(
+        &r,
+        prog,
+        &[
+            "-o".into(),
+            "/dev/null".into(),
+            "-e".into(),
+            format!("trace={call}"),
+            "-e".into(),
+            format!("inject={call}:signal=KILL:when={when}"),
+        ],
+    ));
+    let at = format!("{first} killed at {call} #{when}");
+    let mut failures = check_invariants(&r, &at);
+    clean_run(&r, stage2);
+    clean_run(&r, reconcile);
+    let d = diff(want, &end_state(&r));
+    if !d.is_empty() {
+        failures.push(format!(
+            "{at}: end state differs from a clean boot:\n  {}",
+            d.join("\n  ")
+        ));
+    }
+    (out.code != Some(0), failures)
+}
+
 /// Deterministic crash injection: a SIGKILL delivered on entry to the n-th call of each kind that changes
 /// the filesystem, for every n a normal run reaches, then a normal boot. Every state between two changes
 /// is thereby a crash point once; random kills reach each only by chance.
@@ -343,42 +384,36 @@ fn kill_at_every_change(first: &str) {
         counts.values().sum::<usize>() > 10,
         "a normal run of {first} makes almost no changes: {counts:?}"
     );
-    let mut failures = Vec::new();
-    let mut killed = 0;
-    for (call, n) in &counts {
-        for when in 1..=*n {
-            let r = fresh();
-            if first == RECONCILE {
-                clean_run(&r, &stage2);
-            }
-            let out = run(&mut traced(
-                &r,
-                prog,
-                &[
-                    "-o".into(),
-                    "/dev/null".into(),
-                    "-e".into(),
-                    format!("trace={call}"),
-                    "-e".into(),
-                    format!("inject={call}:signal=KILL:when={when}"),
-                ],
-            ));
-            if out.code != Some(0) {
-                killed += 1;
-            }
-            let at = format!("{first} killed at {call} #{when}");
-            failures.extend(check_invariants(&r, &at));
-            clean_run(&r, &stage2);
-            clean_run(&r, &reconcile);
-            let d = diff(&want, &end_state(&r));
-            if !d.is_empty() {
-                failures.push(format!(
-                    "{at}: end state differs from a clean boot:\n  {}",
-                    d.join("\n  ")
-                ));
-            }
-        }
-    }
+    // Every crash point starts from a fresh tree of its own, so they run side by side, one per CPU.
+    let points: Vec<(&String, usize)> = counts
+        .iter()
+        .flat_map(|(call, n)| (1..=*n).map(move |when| (call, when)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results: Vec<(usize, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut killed, mut failures) = (0, Vec::new());
+                    while let Some(&(call, when)) =
+                        points.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let (k, f) = crash_at(first, prog, &stage2, &reconcile, &want, call, when);
+                        killed += usize::from(k);
+                        failures.extend(f);
+                    }
+                    (killed, failures)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("crash worker"))
+            .collect()
+    });
+    let killed: usize = results.iter().map(|(k, _)| k).sum();
+    let failures: Vec<String> = results.into_iter().flat_map(|(_, f)| f).collect();
     eprintln!(
         "{first}: {} crash points ({killed} killed) over {counts:?}, {} failures",
         counts.values().sum::<usize>(),

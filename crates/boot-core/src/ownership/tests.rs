@@ -231,7 +231,7 @@ pub(crate) fn private_mount_namespace() {
 /// The child side. Flags: `dry`, `nochown` (drop CAP_CHOWN), `openat` (no openat2), `protected` /
 /// `unprotected` (one of [`HARDLINK_RULES`]), `hardlinks=V` (read V as `fs.protected_hardlinks`),
 /// `progress` (progress
-/// line on every clock check), `tmpfs=REL` (mount a tmpfs at REL below the target, with a root-owned file
+/// line on every clock check), `helpers=N` (threads besides the caller's), `tmpfs=REL` (mount a tmpfs at REL below the target, with a root-owned file
 /// `inner` in it), `bind=REL` (bind-mount the sibling directory `bindsrc` of the target at REL).
 fn child_main() -> ! {
     use nix::mount::{mount, MsFlags};
@@ -247,6 +247,7 @@ fn child_main() -> ! {
             None if f == "protected" => opts.protected_hardlinks = Some(true),
             None if f == "unprotected" => opts.protected_hardlinks = Some(false),
             None if f == "progress" => opts.progress_every = Duration::ZERO,
+            Some(("helpers", n)) => opts.helpers = Some(n.parse().expect("helpers=N")),
             None if f == "nochown" => {
                 let mut caps = rustix::thread::capabilities(None).expect("capget");
                 caps.effective.remove(rustix::thread::CapabilitySet::CHOWN);
@@ -508,6 +509,17 @@ fn a_shared_walk_changes_exactly_what_one_thread_changes() {
     let (again, _, w) = walk(&shared, false, four);
     assert_eq!((again.changed, w), (0, 0));
     assert!(d4.max_fds_held <= MAX_DIR_FDS);
+    // Without a number given, a machine with more than one CPU shares the walk.
+    let default = wide_tree(&t.path().join("default"));
+    let (s, d, _) = walk(&default, false, Options::default());
+    assert_eq!(s.checked, all_paths(&default).len() as u64);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        d.shared > 0,
+        cpus > 1,
+        "{cpus} CPUs, {} subdirectories shared",
+        d.shared
+    );
 }
 
 #[test]
@@ -864,6 +876,69 @@ fn deep_chain_is_repaired_with_at_most_64_descriptors() {
     let _ = Command::new("rm").arg("-rf").arg(&h).status();
 }
 
+/// The descriptor budget exactly: a chain that fits is walked holding one descriptor per level and
+/// opening nothing twice; a deeper one holds exactly [`MAX_DIR_FDS`] and opens each released ancestor
+/// once more on the way back up. A walk shared with another thread keeps the budget per thread.
+#[test]
+fn the_descriptor_budget_is_used_in_full_and_never_exceeded() {
+    require_root();
+    let chain = |t: &Path, dirs: usize| -> PathBuf {
+        let h = t.join(format!("chain{dirs}"));
+        let mut p = h.clone();
+        for _ in 1..dirs {
+            p.push("d");
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        let mut q = h.clone();
+        for _ in 1..dirs {
+            std::fs::write(q.join("f"), b"x").unwrap();
+            q.push("d");
+        }
+        for p in all_paths(&h) {
+            lchown(&p, (0, 0));
+        }
+        h
+    };
+    let t = tempdir();
+    let alone = Options {
+        helpers: Some(0),
+        ..Options::default()
+    };
+    // (directories in the chain, ancestors opened again)
+    for (dirs, reacquired) in [
+        (2, 0),
+        (MAX_DIR_FDS, 0),
+        (MAX_DIR_FDS + 1, 1),
+        (3 * MAX_DIR_FDS, 2 * MAX_DIR_FDS),
+    ] {
+        let h = chain(t.path(), dirs);
+        let (s, diag, w) = walk(&h, false, alone);
+        assert_eq!(w, 0, "{dirs} directories");
+        assert_eq!(
+            (diag.max_fds_held, diag.reacquired),
+            (dirs.min(MAX_DIR_FDS), reacquired as u64),
+            "{dirs} directories"
+        );
+        assert_eq!(s.checked, all_paths(&h).len() as u64);
+        assert_eq!(s.changed, s.checked);
+        for p in all_paths(&h) {
+            assert_eq!(owner(&p), U, "{}", p.display());
+        }
+    }
+    let h = chain(t.path(), 4 * MAX_DIR_FDS);
+    let shared = Options {
+        helpers: Some(1),
+        ..Options::default()
+    };
+    let (s, diag, w) = walk(&h, false, shared);
+    assert_eq!(w, 0);
+    assert!(diag.shared > 0, "the chain was never handed to the idle thread");
+    // The two threads hand the chain back and forth (each time one is idle): no thread exceeds its budget.
+    assert!(diag.max_fds_held <= MAX_DIR_FDS, "held {}", diag.max_fds_held);
+    assert_eq!(s.checked, all_paths(&h).len() as u64);
+    assert_eq!(s.changed, s.checked);
+}
+
 #[test]
 fn released_ancestor_that_moved_abandons_the_walk() {
     require_root();
@@ -1106,4 +1181,130 @@ fn unreadable_on_rule(protected: bool) {
     assert_eq!(owner(&h), U);
     assert_eq!(stats.changed, 2, "data and open");
     assert_eq!(report.warnings(), 1, "one warning for the tree");
+}
+
+#[test]
+fn only_errors_that_every_chown_would_meet_end_the_walk() {
+    for e in [Errno::PERM, Errno::ROFS, Errno::INVAL, Errno::OPNOTSUPP] {
+        assert!(volume_refuses_chown(e), "{e:?}");
+    }
+    // One entry's trouble (or a passing one): warned about, and the walk goes on.
+    for e in [
+        Errno::IO,
+        Errno::NOSPC,
+        Errno::DQUOT,
+        Errno::ACCESS,
+        Errno::NOMEM,
+        Errno::BADF,
+    ] {
+        assert!(!volume_refuses_chown(e), "{e:?}");
+    }
+}
+
+#[test]
+fn repair_with_any_number_of_helpers_counts_every_entry_once() {
+    require_root();
+    let t = tempdir();
+    for helpers in [0, 2] {
+        let h = wide_tree(&t.path().join(format!("h{helpers}")));
+        for p in all_paths(&h) {
+            lchown(&p, (0, 0));
+        }
+        let parent = anchor(h.parent().unwrap());
+        let report = Report::stage2(false);
+        let s = repair_with_helpers(&report, &parent, OsStr::new("data"), &handover(), helpers);
+        let total = all_paths(&h).len() as u64;
+        assert_eq!(
+            (s.checked, s.changed, s.refused),
+            (total, total, false),
+            "{helpers} helpers"
+        );
+        assert_eq!(report.warnings(), 0);
+        for p in all_paths(&h) {
+            assert_eq!(owner(&p), U, "{}", p.display());
+        }
+    }
+}
+
+/// Progress lines of a shared walk: printed by the caller's thread only, counting each entry once, so
+/// the counts only grow and never pass the number of entries.
+#[test]
+fn shared_walk_progress_counts_each_entry_once() {
+    if is_child("shared_walk_progress_counts_each_entry_once") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    for d in 0..120 {
+        let dir = h.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..40 {
+            std::fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    let total = all_paths(&h).len() as u64;
+    let run = run_child(
+        "shared_walk_progress_counts_each_entry_once",
+        &h,
+        "progress,helpers=1",
+    );
+    assert_eq!((run.checked, run.changed, run.warnings), (total, total, 0));
+    let counts: Vec<u64> = run
+        .lines_with("changed so far; still working")
+        .iter()
+        .map(|l| {
+            let (_, rest) = l.split_once(": ").unwrap();
+            rest.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(counts.len() >= 2, "{}", run.stdout);
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]) && counts.iter().all(|&c| c <= total),
+        "progress counts {counts:?} of {total} entries"
+    );
+}
+
+/// A refused chown in one thread stops the others at their next directory: the walk does not go on
+/// checking a volume it has given up on.
+#[test]
+fn a_refusal_in_one_thread_stops_every_thread() {
+    if is_child("a_refusal_in_one_thread_stops_every_thread") {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = t.path().join("data");
+    for d in 0..1000 {
+        let dir = h.join(format!("d{d}"));
+        std::fs::create_dir_all(dir.join("below")).unwrap();
+        for f in 0..10 {
+            std::fs::write(dir.join(format!("f{f}")), b"").unwrap();
+        }
+    }
+    for p in all_paths(&h) {
+        lchown(&p, U);
+    }
+    let total = all_paths(&h).len() as u64;
+    // Only the subdirectory the walk enters first (the first in directory order) needs a chown, which
+    // the volume refuses: the idle helper is handed it, and the caller's thread walks on meanwhile.
+    let first = std::fs::read_dir(&h)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    lchown(&first.join("f0"), (0, 0));
+    for _ in 0..3 {
+        let run = run_child(
+            "a_refusal_in_one_thread_stops_every_thread",
+            &h,
+            "nochown,helpers=1",
+        );
+        assert_eq!((run.changed, run.warnings), (0, 1), "{}", run.stdout);
+        assert!(
+            run.checked < total / 2,
+            "{} of {total} entries checked after the refusal",
+            run.checked
+        );
+    }
 }
