@@ -346,7 +346,7 @@ fn services_are_reported_by_their_supervisor_and_a_failing_registrar_is_a_proble
         let dir = format!("{servicedirs}/{name}");
         t.mkdir(&dir);
         t.write(&format!("{dir}/type"), "longrun\n");
-        t.write(&format!("{dir}/run"), &format!("#!/bin/sh\n{run}\n"));
+        t.write(&format!("{dir}/run"), format!("#!/bin/sh\n{run}\n"));
         t.chmod(&format!("{dir}/run"), 0o755);
         if supervised {
             std::os::unix::fs::symlink(t.path(&dir), t.path(&format!("/run/service/{name}"))).unwrap();
