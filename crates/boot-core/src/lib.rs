@@ -17,6 +17,7 @@ pub mod account_line;
 pub mod accounts;
 pub mod anchor;
 pub mod atomic;
+pub mod boot_record;
 pub mod capabilities;
 pub mod doctor;
 pub mod guarded;

@@ -291,6 +291,8 @@ struct Walk<'r> {
     until_clock_check: u32,
     /// The threads sharing this target's walk, when there are others.
     share: Option<&'r Share>,
+    /// Of `stats.checked`, the entries of handed-over subdirectories this thread walked.
+    checked_in_tasks: u64,
 }
 
 impl<'r> Walk<'r> {
@@ -327,6 +329,7 @@ impl<'r> Walk<'r> {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
             until_clock_check: 0,
             share: None,
+            checked_in_tasks: 0,
         }
     }
 
@@ -339,7 +342,9 @@ impl<'r> Walk<'r> {
             busy = true;
             let before = self.stats.checked;
             self.walk_task(task);
-            share.add_checked(self.stats.checked - before);
+            let n = self.stats.checked - before;
+            share.add_checked(n);
+            self.checked_in_tasks += n;
         }
     }
 
@@ -934,7 +939,8 @@ read-only volume?); ownership repair stops for this boot — continuing"
             self.report.info(format_args!(
                 "Ownership of {}: {} entries checked, {} changed so far; still working",
                 display_bytes(&self.target),
-                self.stats.checked + self.share.map_or(0, Share::checked_by_tasks),
+                // Tasks are counted once, in the share, whichever thread walked them.
+                self.stats.checked - self.checked_in_tasks + self.share.map_or(0, Share::checked_by_tasks),
                 self.stats.changed
             ));
         }

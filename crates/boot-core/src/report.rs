@@ -2,13 +2,16 @@
 //!
 //! Every program owns one [`Report`]. It prints information and warnings with the program's prefix, counts
 //! warnings for the closing summary, and — in a dry run — prints and counts the `would …` lines that stand
-//! in for changes. It is `Sync` so a parallel walk can share it.
+//! in for changes. Warning and error lines also go to the boot record when the program keeps one
+//! ([`crate::boot_record`]). It is `Sync` so a parallel walk can share it.
 
 use std::fmt::Display;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
+use crate::boot_record::BootRecord;
 use crate::display::display_path;
 use crate::error::SysError;
 
@@ -36,6 +39,8 @@ pub struct Report {
     dry_run: bool,
     warnings: AtomicU32,
     planned: AtomicU32,
+    /// Where warnings and errors are also kept for the doctor, once the program has opened it.
+    record: OnceLock<BootRecord>,
 }
 
 impl Report {
@@ -47,6 +52,7 @@ impl Report {
             dry_run,
             warnings: AtomicU32::new(0),
             planned: AtomicU32::new(0),
+            record: OnceLock::new(),
         }
     }
 
@@ -78,6 +84,11 @@ impl Report {
         self.planned.load(Ordering::Relaxed)
     }
 
+    /// From now on, warning and error lines are also added to `record`.
+    pub fn keep_record(&self, record: BootRecord) {
+        let _ = self.record.set(record);
+    }
+
     /// `<prefix> <msg>`
     pub fn info(&self, msg: impl Display) {
         self.line(self.sink, &format!("{} {}", self.prefix, msg));
@@ -91,7 +102,7 @@ impl Report {
             WarnStyle::Bracketed => "Warning:",
             WarnStyle::Shouted => "WARNING:",
         };
-        self.line(self.sink, &format!("{} {} {}", self.prefix, word, msg));
+        self.recorded_line(self.sink, &format!("{} {} {}", self.prefix, word, msg));
     }
 
     /// `<prefix> Warning: <op> <path>: <ERRNO> (<description>) — continuing`
@@ -109,7 +120,7 @@ impl Report {
 
     /// `<prefix> ERROR: <msg>` on stderr (fatal conditions).
     pub fn error(&self, msg: impl Display) {
-        self.line(Sink::Stderr, &format!("{} ERROR: {}", self.prefix, msg));
+        self.recorded_line(Sink::Stderr, &format!("{} ERROR: {}", self.prefix, msg));
     }
 
     /// `would <action> <path> [detail]` on stdout (CM-11) — counted.
@@ -122,6 +133,13 @@ impl Report {
             format!("would {action} {} {detail}", display_path(path))
         };
         self.line(Sink::Stdout, &line);
+    }
+
+    fn recorded_line(&self, sink: Sink, text: &str) {
+        self.line(sink, text);
+        if let Some(r) = self.record.get() {
+            r.add(text);
+        }
     }
 
     fn line(&self, sink: Sink, text: &str) {

@@ -399,3 +399,59 @@ fn services_are_reported_by_their_supervisor_and_a_failing_registrar_is_a_proble
     assert_eq!(registrar[0]["status"], "problem");
     assert_eq!(problems(&v).len(), 2, "{v:?}");
 }
+
+/// The last boot's warning lines, from the boot record: shown as warnings (worth reading, not a
+/// problem: the exit status stays 0), counted in the summary.
+#[test]
+fn the_last_boots_warnings_are_listed_without_failing_the_check() {
+    let t = healthy();
+    let r = doctor(&t, &["--json"]);
+    r.assert_code(0);
+    let v = json_lines(&r);
+    let last = v.iter().find(|f| f["check"] == "last-boot").unwrap();
+    assert_eq!(last["details"]["recorded"], false, "{v:?}");
+
+    t.mkdir("/run/hermes-boot");
+    let lines = [
+        "[stage2] Warning: ignoring HERMES_UID='abc': must be a decimal number from 1 to 65534 — continuing",
+        "reconcile: WARNING: profile \"x\": not a valid profile name; skipping",
+    ];
+    t.write(
+        "/run/hermes-boot/warnings",
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    );
+    let r = doctor(&t, &["--json"]);
+    r.assert_code(0);
+    let v = json_lines(&r);
+    let last = v.iter().find(|f| f["check"] == "last-boot").unwrap();
+    assert_eq!(
+        (&last["details"]["recorded"], &last["details"]["lines"]),
+        (&Value::from(true), &Value::from(2)),
+        "{v:?}"
+    );
+    let shown: Vec<&str> = v
+        .iter()
+        .filter(|f| f["check"] == "boot-warning")
+        .map(|f| {
+            assert_eq!(f["status"], "warning");
+            assert_eq!(f["area"], "boot");
+            f["details"]["line"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(shown, lines);
+    assert_eq!(v.last().unwrap()["warnings"], 2);
+    assert_eq!(v.last().unwrap()["problems"], 0);
+
+    let text = doctor(&t, &[]);
+    text.assert_code(0);
+    assert!(
+        text.stdout.contains(&format!("boot:\n  ok       the last boot printed 2 warning or error lines (also in docker logs <container>)\n  warning  {}\n", lines[0])),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.ends_with("healthy: no problems found\n"),
+        "{}",
+        text.stdout
+    );
+}

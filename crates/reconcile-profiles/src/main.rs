@@ -117,6 +117,11 @@ fn main() -> ExitCode {
     let report = Report::reconcile(cli.dry_run);
     let user = runtime_user_name(cli.runtime_user);
     let places = Places::from_env();
+    // The boot pass and the registrar add to the boot record; register/unregister run as the runtime
+    // user, who cannot.
+    if matches!(cli.command, None | Some(Command::Watch { .. })) {
+        boot_core::boot_record::keep(&root, &report, false);
+    }
     let code = match cli.command {
         None => run_boot(&root, &report, &user, &places),
         Some(Command::Register {

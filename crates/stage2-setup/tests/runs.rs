@@ -190,3 +190,34 @@ setup and ownership repair, which only root can do"
     );
     assert!(!r2.exists("/opt/data"));
 }
+
+/// The boot record the doctor reads: a boot's warning lines exactly as printed; the next boot starts
+/// afresh; a dry run leaves it alone.
+#[test]
+fn a_boot_keeps_its_warnings_in_the_boot_record() {
+    let r = image();
+    script(&r, "/opt/hermes/tools/c/chrome", "exit 0");
+    let browsers = ("PLAYWRIGHT_BROWSERS_PATH", "/opt/hermes/tools");
+    let warned = stage2(&r, &[("HERMES_UID", "abc"), browsers]);
+    warned.assert_code(0);
+    let printed: Vec<&str> = warned.stdout.lines().filter(|l| l.contains("Warning:")).collect();
+    assert_eq!(printed.len(), 1, "{}", warned.stdout);
+    assert!(
+        printed[0].contains("ignoring HERMES_UID='abc'"),
+        "{}",
+        warned.stdout
+    );
+    let record = "/run/hermes-boot/warnings";
+    let kept = printed.iter().map(|l| format!("{l}\n")).collect::<String>();
+    assert_eq!(r.read(record), kept);
+    assert_eq!(r.mode(record), 0o644);
+
+    let dry = stage2_args(&r, &["--dry-run"], &[browsers]);
+    dry.assert_code(0);
+    assert_eq!(r.read(record), kept);
+
+    let clean = stage2(&r, &[browsers]);
+    clean.assert_code(0);
+    assert!(!clean.stdout.contains("Warning:"), "{}", clean.stdout);
+    assert_eq!(r.read(record), "");
+}

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = RootPrefix::from_arg_or_env(cli.root);
     let report = Report::supervise_perms(cli.dry_run);
+    boot_core::boot_record::keep(&root, &report, false);
     let user = runtime_user_name(cli.runtime_user);
     ExitCode::from(run_supervise_perms(&root, &report, &user))
 }

@@ -9,6 +9,7 @@
 //!
 //! [`Dir`]: crate::guarded::Dir
 
+mod boot;
 mod gateways;
 mod identity;
 mod supervision;
@@ -42,6 +43,8 @@ pub enum Status {
     Ok,
     /// Something wrong: the exit status is 1 and `fix` says what to do.
     Problem,
+    /// Worth reading, not wrong now as far as the doctor can tell: a line the last boot warned with.
+    Warning,
 }
 
 impl Status {
@@ -49,6 +52,7 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::Problem => "problem",
+            Status::Warning => "warning",
         }
     }
 }
@@ -139,7 +143,7 @@ struct Context<'a> {
     home: Option<Dir>,
 }
 
-/// Runs every check, in the order of the report: identity, volume, secrets, gateways, services.
+/// Runs every check, in the order of the report: identity, volume, secrets, gateways, services, boot.
 pub fn examine(opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
     let places = Places::from_env();
@@ -156,6 +160,7 @@ pub fn examine(opts: &Options) -> Vec<Finding> {
     volume::secrets(&cx, &mut out);
     gateways::check(&cx, &mut out);
     supervision::check(&cx, &mut out);
+    boot::check(&cx, &mut out);
     out
 }
 
@@ -166,11 +171,12 @@ pub fn exit_code(findings: &[Finding]) -> u8 {
 
 /// The closing JSON object of `--json`.
 pub fn summary_json(findings: &[Finding]) -> Value {
-    let problems = findings.iter().filter(|f| f.status == Status::Problem).count();
+    let count = |s: Status| findings.iter().filter(|f| f.status == s).count();
     json!({
         "type": "summary",
         "checks": findings.len(),
-        "problems": problems,
+        "problems": count(Status::Problem),
+        "warnings": count(Status::Warning),
         "exit": exit_code(findings),
     })
 }
@@ -187,6 +193,7 @@ pub fn render_text(findings: &[Finding]) -> String {
         let mark = match f.status {
             Status::Ok => "  ok       ",
             Status::Problem => "  PROBLEM  ",
+            Status::Warning => "  warning  ",
         };
         let _ = writeln!(s, "{mark}{}", f.message);
         if let Some(fix) = &f.fix {

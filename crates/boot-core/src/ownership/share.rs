@@ -108,7 +108,12 @@ impl Share {
 
     pub fn abandon(&self) {
         self.abandoned.store(true, Ordering::Relaxed);
+        // Under the lock: a thread in `next` has either seen the flag or is already waiting, so the
+        // notification cannot fall between its check and its wait (it would then wait forever, and the
+        // boot with it).
+        let st = self.lock();
         self.ready.notify_all();
+        drop(st);
     }
 
     pub fn abandoned(&self) -> bool {
@@ -174,6 +179,21 @@ mod tests {
             assert!(waiter.join().unwrap(), "the waiter got a task or never returned");
         });
         assert!(share.abandoned());
+    }
+
+    /// An abandon racing with a thread about to wait: the waiter always returns. Before `abandon` took
+    /// the lock, the notification could land between the waiter's check and its wait, and a boot on a
+    /// volume refusing chown then hung.
+    #[test]
+    fn an_abandon_racing_with_a_waiter_always_releases_it() {
+        for _ in 0..2000 {
+            let share = Share::new();
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| share.next(false).is_none());
+                s.spawn(|| share.abandon());
+                assert!(waiter.join().unwrap());
+            });
+        }
     }
 
     #[test]

@@ -87,6 +87,7 @@ impl Ctx<'_> {
 pub fn run(opts: &Options) -> i32 {
     let report = Report::stage2(opts.dry_run);
     let root = &opts.root;
+    crate::boot_record::keep(root, &report, true);
 
     // S2-02, S2-03: fatal, before any change.
     let Ok(account) = identity::preflight(root, &report, &opts.user) else {
