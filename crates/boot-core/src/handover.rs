@@ -215,4 +215,61 @@ mod tests {
         assert_eq!(h.judge(1000, 1000, 0o644, 2, false, false), Verdict::HardLinked);
         assert_eq!(h.judge(10000, 0, 0o644, 2, false, false), Verdict::Change);
     }
+
+    /// On real directories: one the runtime user can read is handed over itself; one it cannot keeps its
+    /// owner with the one warning naming the command that hands it over. Files alike.
+    #[test]
+    fn directories_and_files_on_disk_are_handed_over_or_left_with_one_warning() {
+        use crate::guarded::Entry;
+        use crate::root::RootPrefix;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test changes owners: run it as root"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let owner = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        for (name, mode) in [("open", 0o755), ("closed", 0o700)] {
+            let p = t.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        for (name, mode) in [("open/f", 0o644), ("open/secret", 0o600)] {
+            let p = t.path().join(name);
+            std::fs::write(&p, b"x").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let h = Handover::new(&hermes(), 10000, 0);
+        let report = Report::stage2(false);
+        let open_dir = |name: &str| match Dir::open_anchor(&RootPrefix::none(), &t.path().join(name)).unwrap()
+        {
+            Entry::Found(d) => d,
+            other => panic!("{other:?}"),
+        };
+        let open = open_dir("open");
+        assert!(hand_over_dir(&open, &report, &h).unwrap());
+        assert_eq!(owner(&t.path().join("open")), (10000, 10000));
+        assert_eq!(report.warnings(), 0);
+        assert!(!hand_over_dir(&open_dir("closed"), &report, &h).unwrap());
+        assert_eq!(owner(&t.path().join("closed")), (0, 0));
+        assert_eq!(report.warnings(), 1);
+        for (name, changed) in [("f", true), ("secret", false)] {
+            let m = open.stat(name).unwrap().unwrap();
+            assert_eq!(
+                hand_over_entry(&open, &report, OsStr::new(name), &m, &h).unwrap(),
+                changed,
+                "{name}"
+            );
+        }
+        assert_eq!(owner(&t.path().join("open/f")), (10000, 10000));
+        assert_eq!(owner(&t.path().join("open/secret")), (0, 0));
+        assert_eq!(report.warnings(), 2);
+        // Right already: nothing to do, nothing said.
+        let m = open.stat("f").unwrap().unwrap();
+        assert!(!hand_over_entry(&open, &report, OsStr::new("f"), &m, &h).unwrap());
+        assert_eq!(report.warnings(), 2);
+    }
 }

@@ -156,3 +156,34 @@ fn the_image_healthcheck_is_the_quick_doctor_and_reports_healthy() -> Result<()>
     })?;
     Ok(())
 }
+
+/// The last boot's warnings, as the real boot under s6-overlay printed them to `docker logs`, are in the
+/// boot record, root's alone, and in the doctor's report (as warnings: the container is still healthy).
+#[test]
+fn the_last_boots_warnings_are_in_the_boot_record_and_the_report() -> Result<()> {
+    let c = Run::new()
+        .env("HERMES_UID", "abc")
+        .cmd(&["sleep", "infinity"])
+        .start_ready()?;
+    let wanted =
+        "[stage2] Warning: ignoring HERMES_UID='abc': must be a decimal number from 1 to 65534 — continuing";
+    let logs = c.logs()?;
+    assert!(logs.contains(wanted), "{logs}");
+    let (v, code, all) = doctor(&c, "hermes")?;
+    assert_eq!(code, 0, "{all}");
+    let lines: Vec<&str> = v
+        .iter()
+        .filter(|f| f["check"] == "boot-warning" && f["status"] == "warning")
+        .map(|f| f["details"]["line"].as_str().unwrap_or_default())
+        .collect();
+    assert!(lines.contains(&wanted), "{all}");
+    // Every recorded line is one docker logs shows.
+    for l in &lines {
+        assert!(logs.contains(l), "{l} is not in docker logs:\n{logs}");
+    }
+    let record = c.root(
+        "cat /run/hermes-boot/warnings; stat -c '%u:%g %a' /run/hermes-boot /run/hermes-boot/warnings",
+    )?;
+    assert!(record.stdout.ends_with("0:0 755\n0:0 644\n"), "{record}");
+    Ok(())
+}
