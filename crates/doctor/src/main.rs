@@ -15,7 +15,8 @@ Checks: the runtime user and a pending remap, how the container was started (roo
 namespace, read-only root); the data volume's mount, free space and ownership drift in the trees the
 boot repairs; the owner and mode of .env and auth.json (never their contents); per profile the state
 file, the slot and whether it is up, the last boot-log line, stale pid files; the s6 services and the
-profile registrar.
+profile registrar; the last boot's warning and error lines (from /run/hermes-boot/warnings), shown as
+warnings, which do not change the exit status.
 
 Environment:
   HERMES_HOME                 the data volume (default /opt/data)
