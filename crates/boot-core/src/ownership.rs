@@ -350,23 +350,17 @@ impl<'r> Walk<'r> {
 
     /// One handed-over subdirectory: opened and checked (and counted) by the walk that found it.
     fn walk_task(&mut self, task: Task) {
+        // A stack of its own: whatever an abandoned task left open is closed here (though after an
+        // abandon no thread is given another task).
         self.frames.clear();
         self.lowest_held = 0;
-        self.path = task.path;
-        self.held += 1;
+        self.held = 1;
         self.diag.max_fds_held = self.diag.max_fds_held.max(self.held);
+        self.path = task.path;
         self.push_frame(task.fd, task.id);
-        if let Flow::Abandon = self.list_top() {
-            self.abandon();
-            self.frames.clear();
-            self.held = 0;
-            return;
-        }
-        self.descend();
-        if !self.frames.is_empty() {
-            // Abandoned: the descriptors still held are closed with their frames.
-            self.frames.clear();
-            self.held = 0;
+        match self.list_top() {
+            Flow::Abandon => self.abandon(),
+            Flow::Continue => self.descend(),
         }
     }
 

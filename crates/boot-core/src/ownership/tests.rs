@@ -167,6 +167,8 @@ struct ChildRun {
     warnings: u32,
     /// Entries changed through a checked `O_PATH` descriptor.
     pinned: u64,
+    /// The volume refused a chown outright.
+    refused: bool,
 }
 
 impl ChildRun {
@@ -210,6 +212,7 @@ fn run_child(test: &str, target: &Path, flags: &str) -> ChildRun {
         changed: v[1],
         warnings: v[2] as u32,
         pinned: v[3],
+        refused: v[4] == 1,
         stdout,
     }
 }
@@ -313,11 +316,12 @@ fn child_main() -> ! {
     }
     let _ = writeln!(
         out,
-        "CHILD-STATS {} {} {} {}",
+        "CHILD-STATS {} {} {} {} {}",
         stats.checked,
         stats.changed,
         report.warnings(),
-        diag.pinned
+        diag.pinned,
+        u8::from(stats.refused)
     );
     let _ = out.flush();
     std::process::exit(0);
@@ -769,6 +773,8 @@ fn tmpfs_mounted_inside_is_not_entered() {
     assert_eq!(owner(&h.join("profiles/f")), U);
     assert_eq!(owner(&h), U);
     assert_eq!(run.warnings, 0);
+    // data, profiles, profiles/f and the mount point itself, which is counted but not entered.
+    assert_eq!(run.checked, 4);
 }
 
 #[test]
@@ -1115,7 +1121,7 @@ share, rootless container or read-only volume?); ownership repair stops for this
         "{}",
         lines[0]
     );
-    assert_eq!((run.changed, run.warnings), (0, 1));
+    assert_eq!((run.changed, run.warnings, run.refused), (0, 1, true));
     assert!(!run.stdout.contains("Ownership of"), "{}", run.stdout);
     for p in all_paths(&h) {
         assert_eq!(owner(&p), (0, 0));
@@ -1300,11 +1306,51 @@ fn a_refusal_in_one_thread_stops_every_thread() {
             &h,
             "nochown,helpers=1",
         );
-        assert_eq!((run.changed, run.warnings), (0, 1), "{}", run.stdout);
+        assert_eq!(
+            (run.changed, run.warnings, run.refused),
+            (0, 1, true),
+            "{}",
+            run.stdout
+        );
         assert!(
             run.checked < total / 2,
             "{} of {total} entries checked after the refusal",
             run.checked
         );
     }
+}
+
+/// Entries left with their owner are counted across the threads of a shared walk: one warning with the
+/// total.
+#[test]
+fn entries_left_by_every_thread_are_counted_in_the_one_warning() {
+    if is_child("entries_left_by_every_thread_are_counted_in_the_one_warning") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let t = tempdir();
+    let h = wide_tree(&t.path().join("w"));
+    for d in 0..60 {
+        let p = h.join(format!("d{d}/inner/secret"));
+        std::fs::write(&p, b"s").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for p in all_paths(&h) {
+        lchown(&p, (0, 0));
+    }
+    let run = run_child(
+        "entries_left_by_every_thread_are_counted_in_the_one_warning",
+        &h,
+        "helpers=3",
+    );
+    let left = run.lines_with("left ");
+    assert_eq!(left.len(), 1, "{}", run.stdout);
+    assert!(
+        left[0].starts_with("[stage2] Warning: left 60 entries the runtime user could not read"),
+        "{}",
+        left[0]
+    );
+    assert_eq!(run.warnings, 1);
+    assert_eq!(run.checked, all_paths(&h).len() as u64);
 }
