@@ -132,8 +132,11 @@ fn new_profiles_get_a_down_slot_and_removed_ones_lose_theirs() {
     );
     // Supervised without a restart, and the runtime user controls it.
     let dir = r.path(&slot(&r, "coder"));
+    // s6-supervise answers on its control FIFO (s6-svok) a moment before it first writes its status
+    // file (s6-svstat): wait for both.
     wait_until(LIMIT, || {
         tool_as(HERMES_UID, HERMES_GID, "s6-svok", &[dir.as_os_str()]).0 == Some(0)
+            && r.exists("/run/service/gateway-coder/supervise/status")
     });
     let (code, out) = tool_as(HERMES_UID, HERMES_GID, "s6-svstat", &[dir.as_os_str()]);
     assert_eq!(code, Some(0), "{out}");
