@@ -39,15 +39,18 @@ pub struct BootRecord {
 
 impl BootRecord {
     /// Starts the record of a new boot: the previous boot's lines are dropped. A record that is already
-    /// empty is left as it is, so that a boot that changes nothing changes nothing here either.
-    pub fn start(root: &RootPrefix) -> SysResult<BootRecord> {
-        let dir = record_dir(root, true)?;
+    /// empty is left as it is, so that a boot that changes nothing changes nothing here either. `None` in a
+    /// tree without `/run` (a test's).
+    pub fn start(root: &RootPrefix) -> SysResult<Option<BootRecord>> {
+        let Some(dir) = record_dir(root, true)? else {
+            return Ok(None);
+        };
         let path = dir.child(FILE);
         if let Some((fd, size)) = open_own(&dir)? {
             if size > 0 {
                 rustix::fs::ftruncate(&fd, 0).map_err(|e| SysError::new("truncate", &path, e))?;
             }
-            return Ok(BootRecord::from_fd(fd, 0));
+            return Ok(Some(BootRecord::from_fd(fd, 0)));
         }
         // Absent, or something else in its place (which only this user could have put there).
         match rustix::fs::unlinkat(dir.fd(), FILE, rustix::fs::AtFlags::empty()) {
@@ -59,15 +62,13 @@ impl BootRecord {
             .map_err(|e| SysError::new("create", &path, e))?;
         // The creation mode is cut by the umask; the doctor reads the record as the runtime user.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644)).map_err(|e| SysError::new("chmod", &path, e))?;
-        Ok(BootRecord::from_fd(fd, 0))
+        Ok(Some(BootRecord::from_fd(fd, 0)))
     }
 
     /// The record of the boot in progress, to add to; `None` when no boot started one.
     pub fn resume(root: &RootPrefix) -> SysResult<Option<BootRecord>> {
-        let dir = match record_dir(root, false) {
-            Ok(d) => d,
-            Err(e) if e.errno == nix::errno::Errno::ENOENT => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(dir) = record_dir(root, false)? else {
+            return Ok(None);
         };
         match open_own(&dir)? {
             Some((fd, size)) => Ok(Some(BootRecord::from_fd(fd, size))),
@@ -130,22 +131,19 @@ pub fn read(root: &RootPrefix) -> SysResult<Option<Vec<String>>> {
     }
 }
 
-/// [`DIR`], made when `create` (mode 0755, by whoever runs the boot) and refused when someone else owns it.
-fn record_dir(root: &RootPrefix, create: bool) -> SysResult<Dir> {
-    let run = match Dir::open_anchor(root, Path::new("/run"))? {
-        Entry::Found(d) => d,
-        _ => return Err(SysError::new("open", "/run", Errno::NOENT)),
+/// [`DIR`], made when `create` (mode 0755, by whoever runs the boot) and refused when someone else owns it
+/// or can write it; `None` when there is no `/run`, or (not `create`) no [`DIR`].
+fn record_dir(root: &RootPrefix, create: bool) -> SysResult<Option<Dir>> {
+    let Entry::Found(run) = Dir::open_anchor(root, Path::new("/run"))? else {
+        return Ok(None);
     };
     let name = OsStr::new("hermes-boot");
     if create {
-        match rustix::fs::mkdirat(run.fd(), name, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(SysError::new("mkdir", DIR, e)),
-        }
+        run.mkdir(name, 0o755, None)?;
     }
     let dir = match run.subdir(name)? {
         Entry::Found(d) => d,
-        Entry::Missing => return Err(SysError::new("open", DIR, Errno::NOENT)),
+        Entry::Missing => return Ok(None),
         _ => return Err(SysError::new("open", DIR, Errno::NOTDIR)),
     };
     let meta = dir.meta()?;
@@ -156,18 +154,18 @@ fn record_dir(root: &RootPrefix, create: bool) -> SysResult<Dir> {
             "another user owns it or can write it",
         ));
     }
-    Ok(dir)
+    Ok(Some(dir))
 }
 
 /// Starts (`new_boot`) or resumes the record for `report`'s warnings. Nothing for a dry run, a tree
 /// without `/run` (a test's), or a boot that has not started one; a record that cannot be kept is said
 /// in one line and the program goes on.
 pub fn keep(root: &RootPrefix, report: &crate::report::Report, new_boot: bool) {
-    if report.dry_run() || !root.path("/run").is_dir() {
+    if report.dry_run() {
         return;
     }
     let opened = match new_boot {
-        true => BootRecord::start(root).map(Some),
+        true => BootRecord::start(root),
         false => BootRecord::resume(root),
     };
     match opened {
@@ -200,7 +198,7 @@ mod tests {
             BootRecord::resume(&root).unwrap().is_none(),
             "no boot has started one"
         );
-        let r = BootRecord::start(&root).unwrap();
+        let r = BootRecord::start(&root).unwrap().unwrap();
         r.add("[stage2] Warning: one");
         let more = BootRecord::resume(&root).unwrap().expect("the boot's record");
         more.add("reconcile: WARNING: two");
@@ -216,7 +214,7 @@ mod tests {
         assert_eq!(read(&root).unwrap().unwrap().len(), 3);
         // The next boot drops them.
         drop((r, more));
-        let next = BootRecord::start(&root).unwrap();
+        let next = BootRecord::start(&root).unwrap().unwrap();
         assert_eq!(text(&t), "");
         next.add("[stage2] Warning: four");
         assert_eq!(
@@ -228,10 +226,10 @@ mod tests {
     #[test]
     fn an_empty_record_is_left_untouched_by_the_next_boot() {
         let (t, root) = tree();
-        drop(BootRecord::start(&root).unwrap());
+        drop(BootRecord::start(&root).unwrap().unwrap());
         let path = t.path().join("run/hermes-boot/warnings");
         let before = std::fs::metadata(&path).unwrap();
-        drop(BootRecord::start(&root).unwrap());
+        drop(BootRecord::start(&root).unwrap().unwrap());
         let after = std::fs::metadata(&path).unwrap();
         assert_eq!(
             (before.ino(), before.ctime(), before.ctime_nsec()),
@@ -242,7 +240,7 @@ mod tests {
     #[test]
     fn lines_past_the_limit_are_dropped() {
         let (t, root) = tree();
-        let r = BootRecord::start(&root).unwrap();
+        let r = BootRecord::start(&root).unwrap().unwrap();
         let line = "x".repeat(1023);
         for _ in 0..(LIMIT / 1024 + 10) {
             r.add(&line);
@@ -278,14 +276,14 @@ mod tests {
     #[test]
     fn a_record_file_that_is_not_a_plain_file_of_this_user_is_replaced_not_written_through() {
         let (t, root) = tree();
-        drop(BootRecord::start(&root).unwrap());
+        drop(BootRecord::start(&root).unwrap().unwrap());
         let path = t.path().join("run/hermes-boot/warnings");
         let target = t.path().join("target");
         std::fs::write(&target, "keep\n").unwrap();
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink(&target, &path).unwrap();
         assert!(BootRecord::resume(&root).unwrap().is_none());
-        let r = BootRecord::start(&root).unwrap();
+        let r = BootRecord::start(&root).unwrap().unwrap();
         r.add("line");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
         assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
@@ -293,7 +291,7 @@ mod tests {
         // A hard link to another file is not written through either.
         std::fs::remove_file(&path).unwrap();
         std::fs::hard_link(&target, &path).unwrap();
-        drop(BootRecord::start(&root).unwrap());
+        drop(BootRecord::start(&root).unwrap().unwrap());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
     }
 }
