@@ -66,6 +66,7 @@ const GROUPS: &[Group] = &[
             "root.rs",
             "error.rs",
             "display.rs",
+            "owner.rs",
         ],
         tests: ALL_PROGRAMS,
     },

@@ -18,7 +18,8 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 
 use crate::error::{SysError, SysResult};
 use crate::guarded::{euid, gid, temp_name, uid, Dir, Entry, Meta};
-use crate::report::Report;
+use crate::owner::Owner;
+use crate::report::{Change, Report};
 
 /// What [`create_exclusive`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,13 +242,16 @@ pub fn create_exclusive(
     if dir.stat(name)?.is_some() {
         return Ok(Created::Existed);
     }
-    if report.dry_run() {
-        report.would("create", &dir.child(name), format_args!("mode {mode:04o}"));
-        return Ok(Created::Created);
-    }
-    let mut new = NewFile::create(dir, name, mode, owner)?;
-    new.write_synced(content)?;
-    new.publish_new(name)
+    let change = Change::made("create", dir.child(name), mode).owned_by(owner.map(Owner::from));
+    let made = report.apply_if(change, || {
+        let mut new = NewFile::create(dir, name, mode, owner)?;
+        new.write_synced(content)?;
+        Ok(new.publish_new(name)? == Created::Created)
+    })?;
+    Ok(match made {
+        true => Created::Created,
+        false => Created::Existed,
+    })
 }
 
 /// Reads the regular file `dir/name` for a later [`rewrite`]. `Entry::Symlink` for a symlink, `Missing`
@@ -276,18 +280,16 @@ pub fn read_for_rewrite(dir: &Dir, name: &OsStr, limit: u64) -> SysResult<Entry<
 /// Replaces the content of `dir/name`, keeping the owner and mode recorded in `original` (CM-07):
 /// temporary with the same owner and mode, fsync, rename over the original, fsync of the directory.
 pub fn rewrite(dir: &Dir, report: &Report, name: &OsStr, original: &Meta, content: &[u8]) -> SysResult<()> {
-    if report.dry_run() {
-        report.would("rewrite", &dir.child(name), "");
-        return Ok(());
-    }
-    let owner = if euid() == 0 {
-        Some((original.uid, original.gid))
-    } else {
-        None
-    };
-    let mut new = NewFile::create(dir, name, original.perm, owner)?;
-    new.write_synced(content)?;
-    new.publish_over(name)
+    report.apply(Change::new("rewrite", dir.child(name)), (), || {
+        let owner = if euid() == 0 {
+            Some((original.uid, original.gid))
+        } else {
+            None
+        };
+        let mut new = NewFile::create(dir, name, original.perm, owner)?;
+        new.write_synced(content)?;
+        new.publish_over(name)
+    })
 }
 
 /// Writes `dir/name` whether or not it exists, atomically (temporary + rename), with `mode` and owner.
@@ -301,13 +303,12 @@ pub fn replace(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> SysResult<()> {
-    if report.dry_run() {
-        report.would("write", &dir.child(name), format_args!("mode {mode:04o}"));
-        return Ok(());
-    }
-    let mut new = NewFile::create(dir, name, mode, owner)?;
-    new.write_synced(content)?;
-    new.publish_over(name)
+    let change = Change::made("write", dir.child(name), mode).owned_by(owner.map(Owner::from));
+    report.apply(change, (), || {
+        let mut new = NewFile::create(dir, name, mode, owner)?;
+        new.write_synced(content)?;
+        new.publish_over(name)
+    })
 }
 
 #[cfg(test)]
@@ -553,7 +554,7 @@ mod tests {
             Created::Created
         );
         assert!(!t.path().join("x").exists());
-        assert_eq!(r.planned(), 1);
+        assert_eq!(r.changes(), 1);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use nix::errno::Errno;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, CWD};
 
 use crate::error::{SysError, SysResult};
-use crate::report::Report;
+use crate::owner::Owner;
+use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 
 /// A temporary name next to `name`: dot-prefixed (s6-svscan and most tools ignore it), with 64 bits from
@@ -270,16 +271,18 @@ impl Dir {
             match cur.subdir(name)? {
                 Entry::Found(d) => cur = d,
                 Entry::Missing => {
-                    if report.dry_run() {
-                        report.would("create directory", &at, format_args!("mode {mode:04o}"));
-                        // Nothing deeper can exist below a directory that is not there yet.
-                        let _ = i;
-                        return Ok((Entry::Missing, at));
-                    }
-                    cur.mkdir(name, mode, owner)?;
-                    match cur.subdir(name)? {
+                    let change = Change::made("create directory", &at, mode).owned_by(owner.map(Owner::from));
+                    match report.apply(change, Entry::Missing, || {
+                        cur.mkdir(name, mode, owner)?;
+                        cur.subdir(name)
+                    })? {
                         Entry::Found(d) => cur = d,
-                        Entry::Symlink => return Ok((Entry::Symlink, at)),
+                        Entry::Missing => {
+                            // A dry run: nothing deeper can exist below a directory that is not there
+                            // yet, and all of it is planned.
+                            crate::anchor::plan_below(report, &at, comps[i + 1..].iter(), mode, owner);
+                            return Ok((Entry::Missing, at));
+                        }
                         other => return Ok((other, at)),
                     }
                 }
@@ -289,6 +292,21 @@ impl Dir {
         }
         let p = cur.path.clone();
         Ok((Entry::Found(cur), p))
+    }
+
+    /// [`Dir::mkdir`] as a change of its own, reported (CM-11); `mkdir` alone is for what a larger change
+    /// builds and reports itself.
+    pub fn make_dir(
+        &self,
+        report: &Report,
+        name: impl AsRef<OsStr>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> SysResult<bool> {
+        let name = name.as_ref();
+        let change =
+            Change::made("create directory", self.child(name), mode).owned_by(owner.map(Owner::from));
+        report.apply_if(change, || self.mkdir(name, mode, owner))
     }
 
     /// `mkdirat` with an explicit mode (umask-independent: a `fchmod` follows) and optional owner.
@@ -487,39 +505,34 @@ impl Dir {
             ));
             return Ok(false);
         }
-        if report.dry_run() {
-            report.would(
-                "chown",
-                &path,
-                format_args!("{}:{} -> {}:{}", m.uid, m.gid, owner.0, owner.1),
-            );
-            return Ok(true);
-        }
-        if m.is_symlink() {
-            return match rustix::fs::chownat(
-                &self.fd,
-                name,
+        let change = Change::chown(&path, Owner::new(m.uid, m.gid), Owner::from(owner));
+        report.apply_if(change, || {
+            if m.is_symlink() {
+                return match rustix::fs::chownat(
+                    &self.fd,
+                    name,
+                    Some(uid(owner.0)),
+                    Some(gid(owner.1)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(()) => Ok(true),
+                    Err(e) => Err(SysError::new("chown", &path, e)),
+                };
+            }
+            // Pin the entry so a swap between the stat and the chown cannot redirect us.
+            let Some(fd) = self.pin(name, m)? else {
+                return Ok(false);
+            };
+            rustix::fs::chownat(
+                &fd,
+                c"",
                 Some(uid(owner.0)),
                 Some(gid(owner.1)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            ) {
-                Ok(()) => Ok(true),
-                Err(e) => Err(SysError::new("chown", path, e)),
-            };
-        }
-        // Pin the entry so a swap between the stat and the chown cannot redirect us.
-        let Some(fd) = self.pin(name, m)? else {
-            return Ok(false);
-        };
-        rustix::fs::chownat(
-            &fd,
-            c"",
-            Some(uid(owner.0)),
-            Some(gid(owner.1)),
-            AtFlags::EMPTY_PATH,
-        )
-        .map_err(|e| SysError::new("chown", &path, e))?;
-        Ok(true)
+                AtFlags::EMPTY_PATH,
+            )
+            .map_err(|e| SysError::new("chown", &path, e))?;
+            Ok(true)
+        })
     }
 
     /// Sets the permission bits of the entry `name` (state `m`) when they differ. Symlinks are never
@@ -544,15 +557,13 @@ impl Dir {
             ));
             return Ok(false);
         }
-        if report.dry_run() {
-            report.would("chmod", &path, format_args!("{:04o} -> {:04o}", m.perm, mode));
-            return Ok(true);
-        }
-        let Some(fd) = self.pin(name, m)? else {
-            return Ok(false);
-        };
-        chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
-        Ok(true)
+        report.apply_if(Change::chmod(&path, m.perm, mode), || {
+            let Some(fd) = self.pin(name, m)? else {
+                return Ok(false);
+            };
+            chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
+            Ok(true)
+        })
     }
 
     /// Owner and mode of this directory itself, through its descriptor.
@@ -561,17 +572,12 @@ impl Dir {
         if m.uid == owner.0 && m.gid == owner.1 {
             return Ok(false);
         }
-        if report.dry_run() {
-            report.would(
-                "chown",
-                &self.path,
-                format_args!("{}:{} -> {}:{}", m.uid, m.gid, owner.0, owner.1),
-            );
-            return Ok(true);
-        }
-        rustix::fs::fchown(&self.fd, Some(uid(owner.0)), Some(gid(owner.1)))
-            .map_err(|e| SysError::new("chown", &self.path, e))?;
-        Ok(true)
+        let change = Change::chown(&self.path, Owner::new(m.uid, m.gid), Owner::from(owner));
+        report.apply(change, true, || {
+            rustix::fs::fchown(&self.fd, Some(uid(owner.0)), Some(gid(owner.1)))
+                .map_err(|e| SysError::new("chown", &self.path, e))?;
+            Ok(true)
+        })
     }
 
     pub fn chmod_self(&self, report: &Report, mode: u32) -> SysResult<bool> {
@@ -579,35 +585,28 @@ impl Dir {
         if m.perm == mode {
             return Ok(false);
         }
-        if report.dry_run() {
-            report.would(
-                "chmod",
-                &self.path,
-                format_args!("{:04o} -> {:04o}", m.perm, mode),
-            );
-            return Ok(true);
-        }
-        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))
-            .map_err(|e| SysError::new("chmod", &self.path, e))?;
-        Ok(true)
+        report.apply(Change::chmod(&self.path, m.perm, mode), true, || {
+            rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))
+                .map_err(|e| SysError::new("chmod", &self.path, e))?;
+            Ok(true)
+        })
     }
 
     /// Removes the entry `name` (not a directory). ENOENT is fine.
     pub fn unlink(&self, report: &Report, name: impl AsRef<OsStr>) -> SysResult<bool> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        if report.dry_run() {
-            if self.stat(name)?.is_some() {
-                report.would("remove", &self.child(name), "");
-                return Ok(true);
-            }
+        if self.stat(name)?.is_none() {
             return Ok(false);
         }
-        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::NOENT) => Ok(false),
-            Err(e) => Err(SysError::new("remove", self.child(name), e)),
-        }
+        report.apply_if(
+            Change::new("remove", self.child(name)),
+            || match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+                Ok(()) => Ok(true),
+                Err(rustix::io::Errno::NOENT) => Ok(false),
+                Err(e) => Err(SysError::new("remove", self.child(name), e)),
+            },
+        )
     }
 
     /// Removes `name` and everything below it, never following a symlink and never leaving the
@@ -618,23 +617,36 @@ impl Dir {
         let Some(m) = self.stat(name)? else {
             return Ok(false);
         };
-        if report.dry_run() {
-            report.would("remove", &self.child(name), "");
-            return Ok(true);
+        report.apply(Change::new("remove", self.child(name)), true, || {
+            self.delete_tree(name, &m)
+        })
+    }
+
+    /// [`Dir::remove_tree`] of an entry whose state `m` is known, unreported: for what a larger change
+    /// made and takes away again (staging directories, a slot moved aside), which that change reports.
+    pub(crate) fn delete_tree(&self, name: &OsStr, m: &Meta) -> SysResult<bool> {
+        let flags = match m.is_dir() {
+            true => {
+                if let Entry::Found(d) = self.subdir(name)? {
+                    d.empty_out()?;
+                }
+                AtFlags::REMOVEDIR
+            }
+            false => AtFlags::empty(),
+        };
+        match rustix::fs::unlinkat(&self.fd, name, flags) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
+            Err(e) => Err(SysError::new("remove", self.child(name), e)),
         }
-        if m.is_dir() {
-            if let Entry::Found(d) = self.subdir(name)? {
-                d.empty_out()?;
-            }
-            match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
-                Err(e) => Err(SysError::new("remove", self.child(name), e)),
-            }
-        } else {
-            match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(true),
-                Err(e) => Err(SysError::new("remove", self.child(name), e)),
-            }
+    }
+
+    /// [`Dir::delete_tree`] of `name` if it exists.
+    pub(crate) fn delete_tree_if_present(&self, name: impl AsRef<OsStr>) -> SysResult<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        match self.stat(name)? {
+            Some(m) => self.delete_tree(name, &m),
+            None => Ok(false),
         }
     }
 
@@ -1143,7 +1155,8 @@ mod tests {
         let (e, _) = d.make_path(&r, Path::new("x/y"), 0o755, None).unwrap();
         assert!(matches!(e, Entry::Missing));
         assert!(!t.path().join("x").exists());
-        assert_eq!(r.planned(), 1);
+        // x and x/y, as a real run makes them.
+        assert_eq!(r.changes(), 2);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod display;
 pub mod error;
+pub mod owner;
 pub mod report;
 pub mod root;
 

@@ -65,12 +65,10 @@ pub fn publish(root: &RootPrefix, report: &Report, account: &Account) {
         ));
         return;
     }
-    if !report.dry_run() {
-        report.info(format_args!(
-            "Added passwd entry {}:{} for uid {} in {NSS_DIR}",
-            account.name, account.gid, account.uid
-        ));
-    }
+    report.info_made(format_args!(
+        "Added passwd entry {}:{} for uid {} in {NSS_DIR}",
+        account.name, account.gid, account.uid
+    ));
 }
 
 fn write_entries(

@@ -21,7 +21,7 @@ use std::ffi::{CStr, OsStr};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,8 @@ use crate::display::display_bytes;
 use crate::error::SysError;
 use crate::guarded::{self, Dir};
 use crate::handover::{Handover, Verdict};
-use crate::report::Report;
+use crate::owner::Owner;
+use crate::report::{Change, Report};
 use share::{Share, Task};
 
 /// Directory descriptors the walk holds at most (SPEC CM-08).
@@ -187,8 +188,8 @@ pub(crate) fn repair_with(
     });
     walk.report_left();
     let stats = walk.stats;
-    if !report.dry_run() && stats.changed > 0 {
-        report.info(format_args!(
+    if stats.changed > 0 {
+        report.info_made(format_args!(
             "Ownership of {}: {} entries checked, {} changed",
             display_bytes(&walk.target),
             stats.checked,
@@ -268,7 +269,6 @@ struct Walk<'r> {
     left: u64,
     /// The first of them: path, uid, gid and mode, for the warning.
     first_left: Option<(Vec<u8>, u32, u32, u32)>,
-    dry_run: bool,
     protected_hardlinks: bool,
     force_openat: bool,
     stats: RepairStats,
@@ -310,7 +310,6 @@ impl<'r> Walk<'r> {
             handover,
             left: 0,
             first_left: None,
-            dry_run: report.dry_run(),
             protected_hardlinks: opts.protected_hardlinks.unwrap_or_else(kernel_protects_hardlinks),
             force_openat: opts.force_openat,
             stats: RepairStats::default(),
@@ -659,27 +658,26 @@ impl<'r> Walk<'r> {
                 return Flow::Continue;
             }
         }
-        if self.dry_run {
-            self.would_chown(&self.entry_path(name), st.st_uid, st.st_gid);
-            self.stats.changed += 1;
-            return Flow::Continue;
-        }
         let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
         let kind = FileType::from_raw_mode(st.st_mode);
-        let result = if kind == FileType::Symlink || self.protected_hardlinks {
-            // With protected_hardlinks a name swapped since the stat can only be a symlink (changed
-            // itself) or a file the runtime user could already link: one it owns or can write.
-            rustix::fs::chownat(dfd, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
-        } else {
-            match self.pin(dfd, name, st) {
-                Ok(Some(fd)) => {
-                    self.diag.pinned += 1;
-                    rustix::fs::chownat(&fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH)
-                }
-                Ok(None) => return Flow::Continue,
-                Err(e) => Err(e),
+        let mut pinned = false;
+        let change = || self.chown_change(self.entry_path(name), st.st_uid, st.st_gid);
+        let result = self.report.apply_if(change, || {
+            if kind == FileType::Symlink || self.protected_hardlinks {
+                // With protected_hardlinks a name swapped since the stat can only be a symlink (changed
+                // itself) or a file the runtime user could already link: one it owns or can write.
+                return rustix::fs::chownat(dfd, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|()| true);
             }
-        };
+            match self.pin(dfd, name, st)? {
+                Some(fd) => {
+                    pinned = true;
+                    rustix::fs::chownat(&fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH).map(|()| true)
+                }
+                None => Ok(false),
+            }
+        });
+        self.diag.pinned += u64::from(pinned);
         self.chown_result(result, name)
     }
 
@@ -762,10 +760,10 @@ impl<'r> Walk<'r> {
         ));
     }
 
-    fn chown_result(&mut self, result: Result<(), Errno>, name: &CStr) -> Flow {
+    fn chown_result(&mut self, result: Result<bool, Errno>, name: &CStr) -> Flow {
         match result {
-            Ok(()) => {
-                self.stats.changed += 1;
+            Ok(changed) => {
+                self.stats.changed += u64::from(changed);
                 Flow::Continue
             }
             Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => Flow::Continue,
@@ -792,12 +790,8 @@ read-only volume?); ownership repair stops for this boot — continuing"
         ));
     }
 
-    fn would_chown(&self, path: &Path, uid: u32, gid: u32) {
-        self.report.would(
-            "chown",
-            path,
-            format_args!("{uid}:{gid} -> {}:{}", self.owner.0, self.owner.1),
-        );
+    fn chown_change(&self, path: PathBuf, uid: u32, gid: u32) -> Change {
+        Change::chown(path, Owner::new(uid, gid), Owner::from(self.owner))
     }
 
     /// Changes the top directory's own owner (after its contents) and pops it, re-acquiring the parent's
@@ -809,20 +803,20 @@ read-only volume?); ownership repair stops for this boot — continuing"
         let dir_path = || Path::new(OsStr::from_bytes(&self.path[..frame.path_len])).to_path_buf();
         let mut flow = Flow::Continue;
         if frame.id.uid != self.owner.0 || frame.id.gid != self.owner.1 {
-            if self.dry_run {
-                self.would_chown(&dir_path(), frame.id.uid, frame.id.gid);
-                self.stats.changed += 1;
-            } else if let Some(fd) = frame.fd.as_ref() {
-                let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
-                match rustix::fs::fchown(fd, Some(u), Some(g)) {
-                    Ok(()) => self.stats.changed += 1,
-                    Err(e) if volume_refuses_chown(e) => {
-                        self.stats.refused = true;
-                        self.give_up_on_chown(SysError::new("chown", dir_path(), e));
-                        flow = Flow::Abandon;
-                    }
-                    Err(e) => self.report.warn_err(&SysError::new("chown", dir_path(), e)),
+            let change = || self.chown_change(dir_path(), frame.id.uid, frame.id.gid);
+            let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
+            let result = self.report.apply_if(change, || match frame.fd.as_ref() {
+                Some(fd) => rustix::fs::fchown(fd, Some(u), Some(g)).map(|()| true),
+                None => Ok(false),
+            });
+            match result {
+                Ok(changed) => self.stats.changed += u64::from(changed),
+                Err(e) if volume_refuses_chown(e) => {
+                    self.stats.refused = true;
+                    self.give_up_on_chown(SysError::new("chown", dir_path(), e));
+                    flow = Flow::Abandon;
                 }
+                Err(e) => self.report.warn_err(&SysError::new("chown", dir_path(), e)),
             }
         }
         if let Flow::Continue = flow {

@@ -25,7 +25,7 @@ use crate::profiles::{
     is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
     truthy_t2, unregister_requested, DEFAULT_PROFILE, UNREGISTER_MARKER,
 };
-use crate::report::Report;
+use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
@@ -849,18 +849,22 @@ fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], account: &Ac
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let text = boot_log_lines(actions, &local_timestamp(now));
+    let log_path = home.child("logs").join(BOOT_LOG);
+    let append = Change::new("append", &log_path).detail(format_args!("({} lines)", actions.len()));
     let logs = match make_logs_dir(home, report, account) {
         Ok((Entry::Found(d), _)) => d,
         Ok((Entry::Symlink, at)) => {
             report.warn_refusing("write", &at);
             return;
         }
-        Ok((Entry::Missing, _)) if report.dry_run() => {
-            report.would(
-                "append",
-                &home.child("logs").join(BOOT_LOG),
-                format_args!("({} lines)", actions.len()),
-            );
+        // A dry run does not make the directory it plans.
+        Ok((Entry::Missing, at)) => {
+            let made = report.apply(append, (), || {
+                Err(SysError::new("mkdir", at, nix::errno::Errno::ENOENT))
+            });
+            if let Err(e) = made {
+                report.warn_err(&e);
+            }
             return;
         }
         Ok((_, at)) => {
@@ -873,39 +877,31 @@ fn append_boot_log(home: &Dir, report: &Report, actions: &[Action], account: &Ac
         }
     };
     let path = logs.child(BOOT_LOG);
-    if report.dry_run() {
-        match logs.stat(BOOT_LOG) {
-            Ok(Some(m)) if m.is_symlink() => report.warn_refusing("write", &path),
-            Ok(m) => {
-                if m.is_some_and(|m| m.size >= BOOT_LOG_ROTATE_AT) {
-                    report.would("rotate", &path, format_args!("to {BOOT_LOG_OLD}"));
-                }
-                report.would("append", &path, format_args!("({} lines)", actions.len()));
-            }
-            Err(e) => report.warn_err(&e),
-        }
-        return;
+    let existing = match logs.stat(BOOT_LOG) {
+        Ok(m) => m,
+        Err(e) => return report.warn_err(&e),
+    };
+    if existing.is_some_and(|m| m.is_symlink()) {
+        return report.warn_refusing("write", &path);
     }
-    let result = (|| -> Result<(), SysError> {
+    if existing.is_some_and(|m| m.size >= BOOT_LOG_ROTATE_AT) {
+        let rotate = Change::new("rotate", &path).detail(format_args!("to {BOOT_LOG_OLD}"));
+        let rotated = report.apply(rotate, (), || {
+            rustix::fs::renameat(logs.fd(), BOOT_LOG, logs.fd(), BOOT_LOG_OLD)
+                .map_err(|e| SysError::new("rotate", &path, e))
+        });
+        if let Err(e) = rotated {
+            report.warn_err(&e);
+        }
+    }
+    let written = report.apply(append, (), || {
         let Some(mut file) = open_log(&logs, report, BOOT_LOG, account)? else {
             return Ok(());
         };
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if size >= BOOT_LOG_ROTATE_AT {
-            match rustix::fs::renameat(logs.fd(), BOOT_LOG, logs.fd(), BOOT_LOG_OLD) {
-                Ok(()) => {
-                    let Some(fresh) = open_log(&logs, report, BOOT_LOG, account)? else {
-                        return Ok(());
-                    };
-                    file = fresh;
-                }
-                Err(e) => report.warn_err(&SysError::new("rotate", &path, e)),
-            }
-        }
         file.write_all(text.as_bytes())
             .map_err(|e| SysError::new("write", &path, e))
-    })();
-    if let Err(e) = result {
+    });
+    if let Err(e) = written {
         report.warn_err(&e);
     }
 }

@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -35,7 +34,7 @@ use crate::reconcile::{
     host, lock_scandir, open_profile_dir, open_scandir, ownership_for, rescan, retire_slots, Places,
     EXIT_TIMEOUT,
 };
-use crate::report::Report;
+use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
@@ -694,17 +693,14 @@ pub fn request_register(
     }
     let state = if down { "down" } else { "up" };
     if report.dry_run() {
-        report.would("remove", &dir.child(UNREGISTER_MARKER), "");
-        report.would(
-            "wait",
-            &scandir.child(slot_name(profile)),
-            "(for the profile registrar)",
+        report.plan_only(Change::new("remove", dir.child(UNREGISTER_MARKER)));
+        report.plan_only(
+            Change::new("wait", scandir.child(slot_name(profile))).detail("(for the profile registrar)"),
         );
         if !down {
-            report.would(
-                "run",
-                Path::new("/command/s6-svc"),
-                format_args!("-u {}", display_path(&scandir.child(slot_name(profile)))),
+            let slot = scandir.child(slot_name(profile));
+            report.plan_only(
+                Change::new("run", "/command/s6-svc").detail(format_args!("-u {}", display_path(&slot))),
             );
         }
         return 0;
@@ -787,12 +783,11 @@ pub fn request_unregister(
     }
     if report.dry_run() {
         if let Some(dir) = &dir {
-            report.would("create", &dir.child(UNREGISTER_MARKER), "");
+            report.plan_only(Change::new("create", dir.child(UNREGISTER_MARKER)));
         }
-        report.would(
-            "wait",
-            &scandir.child(slot_name(profile)),
-            "(until the profile registrar removed it)",
+        report.plan_only(
+            Change::new("wait", scandir.child(slot_name(profile)))
+                .detail("(until the profile registrar removed it)"),
         );
         return 0;
     }

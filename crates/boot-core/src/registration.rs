@@ -17,7 +17,7 @@ use crate::reconcile::{
     clear_unregister_request, error_line, lock_for_change, open_profile_dir, open_scandir, owner_for,
     ownership_for, record_unregister_request, rescan, resolve_user, retire_slots, Places,
 };
-use crate::report::Report;
+use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 use crate::s6_slot::{
     current_slots, install_slot, note_chown_refusal, old_name, slot_name, Publish, SlotError, SlotSpec,
@@ -135,10 +135,9 @@ pub fn run_register(
     }
     let state = if down { "down" } else { "up" };
     if report.dry_run() {
-        report.would(
-            "run",
-            Path::new("/command/s6-svscanctl"),
-            format_args!("-a {}", display_path(&places.scandir)),
+        report.plan_only(
+            Change::new("run", Path::new("/command/s6-svscanctl"))
+                .detail(format_args!("-a {}", display_path(&places.scandir))),
         );
         return 0;
     }
@@ -220,28 +219,23 @@ pub fn run_unregister(
     };
     if report.dry_run() {
         if meta.is_dir() {
-            report.would(
-                "run",
-                Path::new("/command/s6-svc"),
-                format_args!("-d {}", display_path(&slot_path)),
+            report.plan_only(
+                Change::new("run", Path::new("/command/s6-svc"))
+                    .detail(format_args!("-d {}", display_path(&slot_path))),
             );
-            report.would(
-                "run",
-                Path::new("/command/s6-svwait"),
-                format_args!("-D -t 10000 {}", display_path(&slot_path)),
+            report.plan_only(
+                Change::new("run", Path::new("/command/s6-svwait"))
+                    .detail(format_args!("-D -t 10000 {}", display_path(&slot_path))),
             );
         }
-        report.would(
-            "rename",
-            &slot_path,
-            format_args!("to {}", display_path(&old_path)),
+        report.plan_only(
+            Change::new("rename", slot_path).detail(format_args!("to {}", display_path(&old_path))),
         );
-        report.would(
-            "run",
-            Path::new("/command/s6-svscanctl"),
-            format_args!("-an {}", display_path(&places.scandir)),
+        report.plan_only(
+            Change::new("run", Path::new("/command/s6-svscanctl"))
+                .detail(format_args!("-an {}", display_path(&places.scandir))),
         );
-        report.would("remove", &old_path, "");
+        report.plan_only(Change::new("remove", old_path));
         return 0;
     }
     match retire_slots(

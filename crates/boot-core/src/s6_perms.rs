@@ -176,17 +176,10 @@ pub fn run_supervise_perms(root: &RootPrefix, report: &Report, user: &str) -> u8
         Ok(Outcome::Done) => {}
         Err(e) => report.warn_err(&e),
     }
-    if report.dry_run() {
-        report.info(format_args!(
-            "Dry run complete; {} planned",
-            crate::report::plural(report.planned(), "change")
-        ));
-    } else {
-        report.info(format_args!(
-            "granted group {} control of static s6-rc services",
-            group_name(root, account.gid)
-        ));
-    }
+    report.closing(format_args!(
+        "granted group {} control of static s6-rc services",
+        group_name(root, account.gid)
+    ));
     0
 }
 

@@ -20,7 +20,7 @@ use crate::display::display_path;
 use crate::error::{SysError, SysResult};
 use crate::guarded::{chmod_pinned, euid, gid, uid, Dir, Entry};
 use crate::profiles::{validate_profile_name, DEFAULT_PROFILE};
-use crate::report::Report;
+use crate::report::{Change, Report};
 
 /// `gateway-<p>`: the slot s6-svscan supervises.
 pub fn slot_name(profile: &str) -> OsString {
@@ -469,11 +469,9 @@ pub fn process_umask() -> Option<u32> {
 
 /// Builds the complete slot under its staging name (RP-11). The caller publishes it; on error the
 /// partial staging directory is left for the caller to remove.
-fn build_staging(scandir: &Dir, report: &Report, spec: &SlotSpec) -> SysResult<()> {
+fn build_staging(scandir: &Dir, spec: &SlotSpec) -> SysResult<()> {
     let staging = staging_name(spec.profile);
-    if scandir.stat(&staging)?.is_some() {
-        scandir.remove_tree(report, &staging)?;
-    }
+    scandir.delete_tree_if_present(&staging)?;
     let scan = scandir.meta()?;
     let b = Builder::new(spec.ownership, &scan, spec.umask);
     let owner = spec.ownership.files();
@@ -598,7 +596,7 @@ fn publish_staging(
             match swap(scandir, &staging, &target) {
                 Ok(()) => {
                     // The old slot now sits under the staging name.
-                    if let Err(e) = scandir.remove_tree(report, &staging) {
+                    if let Err(e) = scandir.delete_tree_if_present(&staging) {
                         report.warn_err(&e);
                     }
                     return Ok(Published::Replaced);
@@ -617,7 +615,7 @@ fn publish_staging(
         )))
     })();
     if result.is_err() {
-        let _ = scandir.remove_tree(report, &staging);
+        let _ = scandir.delete_tree_if_present(&staging);
     }
     result
 }
@@ -633,11 +631,11 @@ fn replace_by_moving_aside(scandir: &Dir, report: &Report, profile: &str) -> Res
     }
     let old = old_name(profile);
     let target = slot_name(profile);
-    scandir.remove_tree(report, &old)?;
+    scandir.delete_tree_if_present(&old)?;
     rustix::fs::renameat(scandir.fd(), &target, scandir.fd(), &old)
         .map_err(|e| SysError::new("rename", scandir.child(&target), e))?;
     rename_noreplace(scandir, &staging_name(profile), &target)?;
-    if let Err(e) = scandir.remove_tree(report, &old) {
+    if let Err(e) = scandir.delete_tree_if_present(&old) {
         report.warn_err(&e);
     }
     Ok(())
@@ -662,41 +660,48 @@ fn install_slot_with(
     swap: Exchange,
 ) -> Result<Published, SlotError> {
     let target = slot_name(spec.profile);
-    // Boot mode learns whether the slot exists from the publishing rename itself.
-    let exists = (mode == Publish::NoReplace || report.dry_run()) && scandir.stat(&target)?.is_some();
+    let exists = scandir.stat(&target)?.is_some();
     if exists && mode == Publish::NoReplace {
         return Err(SlotError::Exists);
     }
-    if report.dry_run() {
-        let state = if spec.start { "up" } else { "down" };
-        let detail = if exists {
-            format!("({state}, replacing the existing slot)")
-        } else {
-            format!("({state})")
-        };
-        report.would("publish slot", &scandir.child(&target), detail);
-        return Ok(if exists {
-            Published::Replaced
-        } else {
-            Published::New
-        });
-    }
+    let state = if spec.start { "up" } else { "down" };
+    let (detail, planned) = match exists {
+        true => (
+            format!("({state}, replacing the existing slot)"),
+            Published::Replaced,
+        ),
+        false => (format!("({state})"), Published::New),
+    };
+    let change = Change::new("publish slot", scandir.child(&target)).detail(detail);
+    report.apply(change, planned, || {
+        build_and_publish(scandir, report, spec, mode, swap)
+    })
+}
+
+/// The real run of [`install_slot`]: the staging tree, then the publishing rename.
+fn build_and_publish(
+    scandir: &Dir,
+    report: &Report,
+    spec: &SlotSpec,
+    mode: Publish,
+    swap: Exchange,
+) -> Result<Published, SlotError> {
     let mut spec = spec.clone();
     if chown_refused() && spec.ownership.chowns() {
         spec.ownership = SlotOwnership::Creator;
     }
-    let mut built = build_staging(scandir, report, &spec);
+    let mut built = build_staging(scandir, &spec);
     if let Err(e) = &built {
         // Without the right to give entries away a slot owned by root alone is still a working slot (SPEC
         // §0: the boot goes on); only controlling it as the runtime user is lost, which the warning says.
         if spec.ownership.chowns() && note_chown_refusal(report, e, spec.runtime_user) {
-            let _ = scandir.remove_tree(report, staging_name(spec.profile));
+            let _ = scandir.delete_tree_if_present(staging_name(spec.profile));
             spec.ownership = SlotOwnership::Creator;
-            built = build_staging(scandir, report, &spec);
+            built = build_staging(scandir, &spec);
         }
     }
     if let Err(e) = built {
-        let _ = scandir.remove_tree(report, staging_name(spec.profile));
+        let _ = scandir.delete_tree_if_present(staging_name(spec.profile));
         return Err(SlotError::Sys(e));
     }
     publish_staging(scandir, report, spec.profile, mode, swap)
@@ -1190,6 +1195,6 @@ mod tests {
             Published::New
         );
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
-        assert_eq!(r.planned(), 1);
+        assert_eq!(r.changes(), 1);
     }
 }

@@ -46,17 +46,6 @@ fn doctor(t: &TempRoot, args: &[&str]) -> Run {
     run(t.command(BIN).args(args))
 }
 
-/// The `--json` lines: every one an object, the last the summary.
-fn json_lines(r: &Run) -> Vec<Value> {
-    let v: Vec<Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    assert_eq!(v.last().unwrap()["type"], "summary", "{}", r.stdout);
-    v
-}
-
 fn problems(v: &[Value]) -> Vec<&Value> {
     v.iter().filter(|f| f["status"] == "problem").collect()
 }
@@ -78,7 +67,7 @@ fn a_healthy_container_exits_0_and_says_so() {
         "{}",
         r.stdout
     );
-    let v = json_lines(&doctor(&t, &["--json"]));
+    let v = doctor(&t, &["--json"]).json_lines();
     assert!(problems(&v).is_empty(), "{v:?}");
     assert_eq!(v.last().unwrap()["exit"], 0);
 }
@@ -123,7 +112,7 @@ fn ownership_drift_is_counted_with_the_first_paths_and_the_fix() {
         "{}",
         r.stdout
     );
-    let v = json_lines(&doctor(&t, &["--json"]));
+    let v = doctor(&t, &["--json"]).json_lines();
     let drift: Vec<&Value> = problems(&v)
         .into_iter()
         .filter(|f| f["check"] == "ownership-drift")
@@ -136,7 +125,7 @@ fn ownership_drift_is_counted_with_the_first_paths_and_the_fix() {
         "/opt/data/profiles/work/memory.md 0:0 0644"
     );
     // --quick does not walk: no drift findings.
-    let q = json_lines(&doctor(&t, &["--json", "--quick"]));
+    let q = doctor(&t, &["--json", "--quick"]).json_lines();
     assert!(!q.iter().any(|f| f["check"] == "ownership-drift"), "{q:?}");
 }
 
@@ -146,7 +135,7 @@ fn a_root_owned_env_is_a_problem_with_the_chown_that_fixes_it() {
     t.chown("/opt/data/.env", 0, 0);
     let r = doctor(&t, &["--json"]);
     r.assert_code(1);
-    let v = json_lines(&r);
+    let v = r.json_lines();
     let p = problems(&v);
     assert_eq!(p.len(), 1, "{v:?}");
     assert_eq!(p[0]["check"], "secret-owner");
@@ -160,7 +149,7 @@ fn a_root_owned_env_is_a_problem_with_the_chown_that_fixes_it() {
     // A readable one is the other problem.
     t.chown("/opt/data/.env", U, G);
     t.chmod("/opt/data/.env", 0o644);
-    let v = json_lines(&doctor(&t, &["--json"]));
+    let v = doctor(&t, &["--json"]).json_lines();
     assert_eq!(problems(&v)[0]["check"], "secret-mode");
     // The secret's content never appears.
     t.write("/opt/data/.env", "OPENAI_API_KEY=sk-very-secret\n");
@@ -192,7 +181,7 @@ fn a_stopped_gateway_whose_state_says_running_is_a_problem() {
 
     let r = doctor(&t, &["--json"]);
     r.assert_code(1);
-    let v = json_lines(&r);
+    let v = r.json_lines();
     let p = problems(&v);
     assert_eq!(p.len(), 1, "{v:?}");
     assert_eq!(p[0]["check"], "gateway-down");
@@ -214,7 +203,7 @@ fn a_stopped_gateway_whose_state_says_running_is_a_problem() {
     s6::wait_until(std::time::Duration::from_secs(10), || {
         doctor(&t, &[]).code == Some(0)
     });
-    let v = json_lines(&doctor(&t, &["--json"]));
+    let v = doctor(&t, &["--json"]).json_lines();
     let work = v.iter().find(|f| f["details"]["profile"] == "work").unwrap();
     assert_eq!(work["details"]["slot_state"], "up");
 }
@@ -224,7 +213,7 @@ fn a_pid_file_of_a_process_that_is_gone_is_stale() {
     let t = healthy();
     t.write("/opt/data/gateway.pid", "4000000\n");
     t.chown("/opt/data/gateway.pid", U, G);
-    let v = json_lines(&doctor(&t, &["--json"]));
+    let v = doctor(&t, &["--json"]).json_lines();
     let p = problems(&v);
     assert_eq!(p.len(), 1, "{v:?}");
     assert_eq!(p[0]["check"], "stale-pid");
@@ -366,7 +355,7 @@ fn services_are_reported_by_their_supervisor_and_a_failing_registrar_is_a_proble
 
     let r = doctor(&t, &["--json"]);
     r.assert_code(1);
-    let v = json_lines(&r);
+    let v = r.json_lines();
     let area = |check: &str| -> Vec<&Value> {
         v.iter()
             .filter(|f| f["area"] == "services" && f["check"] == check)
@@ -407,7 +396,7 @@ fn the_last_boots_warnings_are_listed_without_failing_the_check() {
     let t = healthy();
     let r = doctor(&t, &["--json"]);
     r.assert_code(0);
-    let v = json_lines(&r);
+    let v = r.json_lines();
     let last = v.iter().find(|f| f["check"] == "last-boot").unwrap();
     assert_eq!(last["details"]["recorded"], false, "{v:?}");
 
@@ -422,7 +411,7 @@ fn the_last_boots_warnings_are_listed_without_failing_the_check() {
     );
     let r = doctor(&t, &["--json"]);
     r.assert_code(0);
-    let v = json_lines(&r);
+    let v = r.json_lines();
     let last = v.iter().find(|f| f["check"] == "last-boot").unwrap();
     assert_eq!(
         (&last["details"]["recorded"], &last["details"]["lines"]),

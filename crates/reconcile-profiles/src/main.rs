@@ -54,6 +54,10 @@ struct Cli {
     /// Print what would change and change nothing
     #[arg(long, global = true)]
     dry_run: bool,
+    /// One JSON object per line on stdout for every change (made, or planned with --dry-run), warning
+    /// and refusal, then a summary; the log lines go to stderr
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -114,7 +118,7 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = RootPrefix::from_arg_or_env(cli.root);
-    let report = Report::reconcile(cli.dry_run);
+    let report = Report::reconcile(cli.dry_run).with_json(cli.json);
     let user = runtime_user_name(cli.runtime_user);
     let places = Places::from_env();
     // The boot pass and the registrar add to the boot record; register/unregister run as the runtime
@@ -153,5 +157,5 @@ fn main() -> ExitCode {
             Duration::from_secs(rescan_interval),
         ),
     };
-    ExitCode::from(code)
+    ExitCode::from(report.finish(code))
 }

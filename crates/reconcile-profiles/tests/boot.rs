@@ -740,3 +740,38 @@ fn not_root_creates_with_the_callers_identity() {
         .read("/run/service/gateway-default/run")
         .ends_with("\nexec hermes gateway run --replace\n"));
 }
+
+#[test]
+fn json_plan_of_a_dry_run_is_the_json_of_the_real_run() {
+    let r = setup();
+    fake_proc(&r, b"/init\0main-wrapper\0gateway\0run\0", &[]);
+    profile(&r, "coder", Some("running"));
+    profile(&r, "idle", Some("stopped"));
+    r.write("/opt/data/gateway.pid", "1");
+    r.mkdir("/run/service/.gateway-stale.tmp");
+    r.mkdir("/run/service/gateway-coder");
+    let plan = run(r.command(BIN).args(["--dry-run", "--json"]));
+    plan.assert_code(0);
+    let real = run(r.command(BIN).arg("--json"));
+    real.assert_code(0);
+    let planned = plan.json_changes();
+    assert!(
+        planned
+            .iter()
+            .any(|c| c["action"] == "publish slot" && c["path"] == "/run/service/gateway-coder"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        planned,
+        real.json_changes(),
+        "dry-run plan and real run differ\nplan:\n{}\nreal:\n{}",
+        plan.stdout,
+        real.stdout
+    );
+    // stdout is JSON only; the reconcile lines go to stderr.
+    assert!(real
+        .stderr
+        .contains("reconcile: profile=coder prior_state=running action=started"));
+    assert_eq!(real.json_lines().last().unwrap()["changes"], planned.len());
+}

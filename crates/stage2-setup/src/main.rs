@@ -46,6 +46,10 @@ struct Args {
     /// Print what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// One JSON object per line on stdout for every change (made, or planned with --dry-run), warning
+    /// and refusal, then a summary; the log lines go to stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() {
@@ -55,6 +59,7 @@ fn main() {
         root: RootPrefix::from_arg_or_env(args.root),
         user: runtime_user_name(args.runtime_user),
         dry_run: args.dry_run,
+        json: args.json,
     };
     std::process::exit(stage2::run(&opts));
 }

@@ -221,3 +221,111 @@ fn a_boot_keeps_its_warnings_in_the_boot_record() {
     assert!(!clean.stdout.contains("Warning:"), "{}", clean.stdout);
     assert_eq!(r.read(record), "");
 }
+
+/// `--json` (the plan of a dry run and the changes of a real run) on the busy volume.
+fn json_run(r: &TempRoot, dry_run: bool) -> test_support::Run {
+    let args: &[&str] = match dry_run {
+        true => &["--json", "--dry-run"],
+        false => &["--json"],
+    };
+    let out = stage2_args(r, args, BUSY_ENV);
+    out.assert_code(0);
+    out
+}
+
+#[test]
+fn json_plan_of_a_dry_run_is_the_json_of_the_real_run() {
+    let r = busy_volume();
+    let plan = json_run(&r, true);
+    let real = json_run(&r, false);
+    let (planned, made) = (plan.json_changes(), real.json_changes());
+    assert!(
+        planned.len() > 10,
+        "too small a plan to prove anything:\n{}",
+        plan.stdout
+    );
+    assert_eq!(
+        planned, made,
+        "dry-run plan and real run differ\nplan:\n{}\nreal:\n{}",
+        plan.stdout, real.stdout
+    );
+    // The human lines are still printed, on stderr: the plan's `would` lines and the real run's summary.
+    assert!(
+        plan.stderr.contains("would chmod /opt/data/.env 0644 -> 0600"),
+        "{}",
+        plan.stderr
+    );
+    assert!(real.stderr.contains("[stage2] Setup complete"), "{}", real.stderr);
+    let summary = |run: &test_support::Run| run.json_lines().last().cloned().unwrap();
+    assert_eq!(summary(&plan)["dry_run"], true);
+    assert_eq!(summary(&real)["dry_run"], false);
+    assert_eq!(summary(&plan)["changes"], planned.len());
+    assert_eq!(summary(&real)["exit"], 0);
+    // A second real run has nothing left to do (S2-01), and says so in JSON too.
+    let again = json_run(&r, false);
+    let left: Vec<_> = again
+        .json_changes()
+        .into_iter()
+        .filter(|c| c["action"] != "run")
+        .collect();
+    assert_eq!(left, Vec::<serde_json::Value>::new(), "{}", again.stdout);
+}
+
+#[test]
+fn json_change_fields_name_the_old_and_new_owner_and_mode() {
+    let r = busy_volume();
+    let real = json_run(&r, false);
+    let changes = real.json_changes();
+    let find = |action: &str, path: &str| {
+        changes
+            .iter()
+            .find(|c| c["action"] == action && c["path"] == path)
+            .unwrap_or_else(|| panic!("no {action} of {path} in\n{}", real.stdout))
+            .clone()
+    };
+    let chown = find("chown", "/opt/data/cron/job.json");
+    assert_eq!(chown["old_owner"], serde_json::json!({ "uid": 0, "gid": 0 }));
+    assert_eq!(
+        chown["new_owner"],
+        serde_json::json!({ "uid": 1000, "gid": 1000 })
+    );
+    let chmod = find("chmod", "/opt/data/.env");
+    assert_eq!(
+        (&chmod["old_mode"], &chmod["new_mode"]),
+        (&"0644".into(), &"0600".into())
+    );
+    let seeded = find("create", "/opt/data/gateway_state.json");
+    assert_eq!(seeded["new_mode"], "0644");
+    assert_eq!(
+        seeded["new_owner"],
+        serde_json::json!({ "uid": 1000, "gid": 1000 })
+    );
+}
+
+#[test]
+fn json_refusals_name_the_path_and_reason() {
+    let r = busy_volume();
+    // A profile directory the walk cannot read from: root reads anything, so make the entry vanish
+    // into a symlink instead, which the repair refuses to follow.
+    r.symlink("/srv", "/opt/data/logs");
+    let real = json_run(&r, false);
+    let events = real.json_lines();
+    let refusal = events
+        .iter()
+        .find(|e| e["type"] == "refusal")
+        .unwrap_or_else(|| panic!("no refusal in\n{}", real.stdout));
+    assert_eq!(refusal["reason"], "symlinked path", "{refusal}");
+    assert!(
+        refusal["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/opt/data/logs")),
+        "{refusal}"
+    );
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refusing")),
+        "{refusal}"
+    );
+    assert!(events.last().unwrap()["warnings"].as_u64() >= Some(1));
+}

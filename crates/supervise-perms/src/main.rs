@@ -39,13 +39,17 @@ struct Cli {
     /// Print what would change and change nothing
     #[arg(long)]
     dry_run: bool,
+    /// One JSON object per line on stdout for every change (made, or planned with --dry-run), warning
+    /// and refusal, then a summary; the log lines go to stderr
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = RootPrefix::from_arg_or_env(cli.root);
-    let report = Report::supervise_perms(cli.dry_run);
+    let report = Report::supervise_perms(cli.dry_run).with_json(cli.json);
     boot_core::boot_record::keep(&root, &report, false);
     let user = runtime_user_name(cli.runtime_user);
-    ExitCode::from(run_supervise_perms(&root, &report, &user))
+    ExitCode::from(report.finish(run_supervise_perms(&root, &report, &user)))
 }

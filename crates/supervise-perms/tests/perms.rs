@@ -330,3 +330,40 @@ fn legacy_mode_also_grants_event_subscription() {
     out.assert_code(0);
     assert_granted_with(&r, "dashboard", LEGACY_EVENT);
 }
+
+#[test]
+fn json_plan_of_a_dry_run_is_the_json_of_the_real_run() {
+    let r = setup();
+    fake_service(&r, "dashboard");
+    fake_service(&r, "main-hermes");
+    let plan = run(r.command(BIN).args(["--dry-run", "--json"]));
+    plan.assert_code(0);
+    let real = run(r.command(BIN).arg("--json"));
+    real.assert_code(0);
+    let planned = plan.json_changes();
+    assert_eq!(planned.len(), 16, "{}", plan.stdout);
+    assert_eq!(
+        planned,
+        real.json_changes(),
+        "plan:\n{}\nreal:\n{}",
+        plan.stdout,
+        real.stdout
+    );
+    let chmod = planned
+        .iter()
+        .find(|c| c["action"] == "chmod" && c["path"] == format!("{SD}/dashboard/supervise"))
+        .expect("supervise/ chmod");
+    assert_eq!(
+        (&chmod["old_mode"], &chmod["new_mode"]),
+        (&"0700".into(), &"0710".into())
+    );
+    assert_eq!(real.stderr, SUMMARY, "the human lines go to stderr");
+    let summary = real.json_lines().pop().unwrap();
+    assert_eq!(
+        (summary["exit"].as_u64(), summary["dry_run"].as_bool()),
+        (Some(0), Some(false))
+    );
+    // Nothing left to change: the second run's JSON says so.
+    let again = run(r.command(BIN).arg("--json"));
+    assert!(again.json_changes().is_empty(), "{}", again.stdout);
+}

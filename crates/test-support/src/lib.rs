@@ -200,6 +200,36 @@ impl Run {
         );
         self
     }
+
+    /// The `--json` lines of stdout: every one an object, the last the summary.
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        let v: Vec<serde_json::Value> = self
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert_eq!(
+            v.last().map(|e| &e["type"]),
+            Some(&serde_json::json!("summary")),
+            "{}",
+            self.stdout
+        );
+        v
+    }
+
+    /// The `change` events of [`Run::json_lines`], in a fixed order: parallel work reports them in
+    /// the order it finishes.
+    #[track_caller]
+    pub fn json_changes(&self) -> Vec<serde_json::Value> {
+        let mut v: Vec<serde_json::Value> = self
+            .json_lines()
+            .into_iter()
+            .filter(|e| e["type"] == "change")
+            .collect();
+        v.sort_by_key(|e| e.to_string());
+        v
+    }
 }
 
 pub fn run(cmd: &mut Command) -> Run {

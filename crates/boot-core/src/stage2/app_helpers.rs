@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use crate::privdrop::{run_as_user, RunStatus};
+use crate::report::Change;
 
 use super::Ctx;
 
@@ -24,16 +25,18 @@ pub(super) fn image_path_exists(ctx: &Ctx, path: &str) -> bool {
 pub(super) fn run_helper(ctx: &Ctx, script: &str, args: &[OsString]) -> Option<RunStatus> {
     let mut argv: Vec<OsString> = vec![script.into()];
     argv.extend(args.iter().cloned());
-    if ctx.report.dry_run() {
-        let shown: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        ctx.report.would(
-            "run",
+    let shown: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let change =
+        Change::new("run", VENV_PYTHON).detail(format_args!("{} as {}", shown.join(" "), ctx.user()));
+    let Ok(status) = ctx.report.apply(change, None, || {
+        Ok::<_, std::convert::Infallible>(Some(run_as_user(
+            ctx.root,
+            &ctx.account,
             Path::new(VENV_PYTHON),
-            format_args!("{} as {}", shown.join(" "), ctx.user()),
-        );
-        return None;
-    }
-    Some(run_as_user(ctx.root, &ctx.account, Path::new(VENV_PYTHON), &argv))
+            &argv,
+        )))
+    });
+    status
 }
 
 fn script_name(script: &str) -> &str {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::atomic;
 use crate::display::{display_bytes, display_path};
 use crate::guarded::{Dir, Entry};
+use crate::owner::Owner;
+use crate::report::Change;
 use crate::root::RootPrefix;
 
 use super::home::make_image_dirs;
@@ -158,8 +160,8 @@ fn export(ctx: &Ctx, value: &Path) {
     let envdir = Path::new(ENVDIR);
     match make_image_dirs(ctx.root, report, envdir) {
         Ok(true) => {
-            report.would("write", &envdir.join(EXPORT_NAME), "mode 0644");
-            return;
+            let owner = ctx.is_root.then_some(Owner::ROOT);
+            return report.plan_only(Change::made("write", envdir.join(EXPORT_NAME), 0o644).owned_by(owner));
         }
         Ok(false) => {}
         Err(e) => return report.warn_err(&e),

@@ -9,6 +9,8 @@ use crate::atomic::{self, Created};
 use crate::display::display_path;
 use crate::guarded::{Dir, Entry};
 use crate::handover::{hand_over_dir, hand_over_entry};
+use crate::owner::Owner;
+use crate::report::Change;
 
 use super::app_helpers::{image_path_exists, run_helper};
 use super::home::make_image_dirs;
@@ -278,7 +280,9 @@ fn create_residence(ctx: &Ctx, ah: &Path, rd: &Path) -> Option<Dir> {
     };
     match make_image_dirs(ctx.root, report, ah_parent) {
         Ok(true) => {
-            report.would("create directory", ah, "mode 0700");
+            let change =
+                Change::made("create directory", ah, 0o700).owned_by(ctx.new_file_owner().map(Owner::from));
+            report.plan_only(change);
             return None;
         }
         Ok(false) => {}
@@ -337,10 +341,9 @@ pub fn auth_json_bootstrap(ctx: &Ctx, residence: &Residence) {
             match create_residence(ctx, ah, rd) {
                 Some(d) => d,
                 None => {
-                    if ctx.report.dry_run() {
-                        ctx.report.would("create", &rd.join(name), "mode 0600");
-                    }
-                    return;
+                    let change = Change::made("create", rd.join(name), 0o600)
+                        .owned_by(ctx.new_file_owner().map(Owner::from));
+                    return ctx.report.plan_only(change);
                 }
             }
         }
@@ -360,7 +363,7 @@ pub fn auth_json_bootstrap(ctx: &Ctx, residence: &Residence) {
         0o600,
         ctx.new_file_owner(),
     ) {
-        Ok(Created::Created) if !ctx.report.dry_run() => ctx.report.info(format_args!(
+        Ok(Created::Created) => ctx.report.info_made(format_args!(
             "Seeded {} from HERMES_AUTH_JSON_BOOTSTRAP",
             display_path(&rdd.child(name))
         )),

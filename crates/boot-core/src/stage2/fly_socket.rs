@@ -7,6 +7,7 @@ use rustix::fs::{AtFlags, FileType};
 
 use crate::error::SysError;
 use crate::guarded::{chmod_pinned, gid, Dir, Entry};
+use crate::report::Change;
 
 use super::Ctx;
 
@@ -41,26 +42,26 @@ pub fn grant_fly_socket(ctx: &Ctx) {
     let g = ctx.account.gid;
     let mode = m.perm | 0o020;
     if m.gid != g || m.perm != mode {
-        if report.dry_run() {
-            report.would("chgrp/chmod", path, format_args!("group {g}, mode {mode:04o}"));
-            return;
-        }
-        let fd = match dir.pin(name, &m) {
-            Ok(Some(fd)) => fd,
-            Ok(None) => return,
-            Err(e) => return report.warn_err(&e),
-        };
-        if m.gid != g {
-            if let Err(e) = rustix::fs::chownat(&fd, c"", None, Some(gid(g)), AtFlags::EMPTY_PATH) {
-                return report.warn_err(&SysError::new("chgrp", path, e));
+        let change = Change::new("chgrp/chmod", path).detail(format_args!("group {g}, mode {mode:04o}"));
+        let granted = report.apply_if(change, || {
+            let Some(fd) = dir.pin(name, &m)? else {
+                return Ok(false);
+            };
+            if m.gid != g {
+                rustix::fs::chownat(&fd, c"", None, Some(gid(g)), AtFlags::EMPTY_PATH)
+                    .map_err(|e| SysError::new("chgrp", path, e))?;
             }
-        }
-        // A chgrp clears nothing on a socket, but re-apply the mode in any case: it is what U needs.
-        if let Err(e) = chmod_pinned(&fd, mode) {
-            return report.warn_err(&SysError::new("chmod", path, e));
+            // A chgrp clears nothing on a socket, but re-apply the mode in any case: it is what U needs.
+            chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", path, e))?;
+            Ok(true)
+        });
+        match granted {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => return report.warn_err(&e),
         }
     }
-    report.info(format_args!(
+    report.info_made(format_args!(
         "Granted {} group access to the Fly Machines API socket",
         ctx.user()
     ));

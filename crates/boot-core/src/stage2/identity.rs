@@ -17,7 +17,7 @@ use crate::accounts::{self, Account};
 use crate::display::display_bytes;
 use crate::guarded::euid;
 use crate::ids::{self, IdVars, Target};
-use crate::report::Report;
+use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 
 /// The runtime user after S2-05 … S2-10.
@@ -449,14 +449,11 @@ fn emit(report: &Report, events: &[Event]) {
             Event::Note(m) => report.info(m),
             Event::Warn(m) => report.warn(m),
             Event::Change { say, would } => {
-                if report.dry_run() {
-                    for (file, detail) in would {
-                        report.would("update", Path::new(file), detail);
-                    }
-                } else {
-                    for line in say {
-                        report.info(line);
-                    }
+                for (file, detail) in would {
+                    report.record(Change::new("update", file).detail(detail));
+                }
+                for line in say {
+                    report.info_made(line);
                 }
             }
         }

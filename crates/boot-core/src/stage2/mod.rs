@@ -33,6 +33,8 @@ pub struct Options {
     /// The runtime user's name (CM-03).
     pub user: String,
     pub dry_run: bool,
+    /// `--json` ([`Report::with_json`]).
+    pub json: bool,
 }
 
 /// Everything a step needs: where things are, who the runtime user is now, and the report.
@@ -85,17 +87,21 @@ impl Ctx<'_> {
 
 /// Runs stage2-setup; returns the exit code.
 pub fn run(opts: &Options) -> i32 {
-    let report = Report::stage2(opts.dry_run);
+    let report = Report::stage2(opts.dry_run).with_json(opts.json);
+    i32::from(report.finish(setup(opts, &report)))
+}
+
+fn setup(opts: &Options, report: &Report) -> u8 {
     let root = &opts.root;
-    crate::boot_record::keep(root, &report, true);
+    crate::boot_record::keep(root, report, true);
 
     // S2-02, S2-03: fatal, before any change.
-    let Ok(account) = identity::preflight(root, &report, &opts.user) else {
+    let Ok(account) = identity::preflight(root, report, &opts.user) else {
         return 1;
     };
 
     // S2-04: fatal when H cannot be made.
-    let Ok((home, home_dir)) = home::open_home(root, &report) else {
+    let Ok((home, home_dir)) = home::open_home(root, report) else {
         return 1;
     };
 
@@ -105,12 +111,12 @@ pub fn run(opts: &Options) -> i32 {
         std::env::var_os(name)
             .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
     };
-    let id = identity::remap(root, &report, account, &env);
+    let id = identity::remap(root, report, account, &env);
     if id.is_root {
-        crate::nss_entry::secure_run_dir(root, &report);
-        crate::capabilities::warn_if_supervision_cannot_signal(&report, id.account.uid);
+        crate::nss_entry::secure_run_dir(root, report);
+        crate::capabilities::warn_if_supervision_cannot_signal(report, id.account.uid);
     } else {
-        crate::nss_entry::publish(root, &report, &id.account);
+        crate::nss_entry::publish(root, report, &id.account);
     }
 
     // Before any repair: H's owner is the uid the previous container ran as (the runtime user cannot
@@ -119,7 +125,7 @@ pub fn run(opts: &Options) -> i32 {
     let handover = crate::handover::Handover::new(&id.account, id.u0, previous_uid);
     let ctx = Ctx {
         root,
-        report: &report,
+        report,
         account: id.account,
         u0: id.u0,
         handover,
@@ -149,24 +155,17 @@ pub fn run(opts: &Options) -> i32 {
     app_helpers::skills_sync(&ctx); // S2-28
     browser::export_browser_path(&ctx); // S2-29
 
-    summary(&report); // S2-30
+    summary(report); // S2-30
     0
 }
 
 /// S2-30
 fn summary(report: &Report) {
-    if report.dry_run() {
-        report.info(format_args!(
-            "Dry run complete; {} planned",
-            plural(report.planned(), "change")
-        ));
-        return;
-    }
-    match report.warnings() {
-        0 => report.info("Setup complete; starting user services"),
-        n => report.info(format_args!(
+    report.closing(match report.warnings() {
+        0 => "Setup complete; starting user services".to_string(),
+        n => format!(
             "Setup complete with {}; starting user services",
             plural(n, "warning")
-        )),
-    }
+        ),
+    });
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::display::display_path;
 use crate::guarded::{euid, Dir, Entry};
+use crate::owner::Owner;
+use crate::report::Change;
 
 use super::Ctx;
 
@@ -52,8 +54,8 @@ fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
         Ok((Entry::Symlink, at)) => return report.warn_refusing("create", &at),
         Ok((Entry::Missing, _)) => {
             // Dry run: the parents would be created, and then the directory.
-            report.would("create directory", path, format_args!("mode {mode:04o}"));
-            return;
+            let owner = ctx.new_file_owner().map(Owner::from);
+            return report.plan_only(Change::made("create directory", path, mode).owned_by(owner));
         }
         Ok((Entry::Other(_), at)) => {
             return report.warn(format_args!(
@@ -74,11 +76,9 @@ fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
         }
         Ok(Some(_)) => {}
         Ok(None) => {
-            if report.dry_run() {
-                report.would("create directory", path, format_args!("mode {mode:04o}"));
-                return;
-            }
-            if let Err(e) = pdir.mkdir(name, mode, None) {
+            // Made u's at once, so adopting it changes nothing more.
+            // (In a dry run it stays missing, and adopting finds nothing.)
+            if let Err(e) = pdir.make_dir(report, name, mode, ctx.new_file_owner()) {
                 return report.warn_err(&e);
             }
         }
@@ -163,13 +163,8 @@ pub fn scratch_dir(ctx: &Ctx) {
         }
         Ok(Some(_)) => {}
         Ok(None) => {
-            if report.dry_run() {
-                report.would("create directory", path, "mode 0700");
-                return;
-            }
-            match tmp.mkdir(name, 0o700, None) {
-                Ok(_) => {}
-                Err(e) => return report.warn_err(&e),
+            if let Err(e) = tmp.make_dir(report, name, 0o700, ctx.new_file_owner()) {
+                return report.warn_err(&e);
             }
         }
         Err(e) => return report.warn_err(&e),

@@ -64,9 +64,9 @@ pub fn first_boot_seeds(ctx: &Ctx) {
             }
         };
         match atomic::create_exclusive(home, ctx.report, name, &content, mode, ctx.new_file_owner()) {
-            Ok(Created::Created) if !ctx.report.dry_run() => {
+            Ok(Created::Created) => {
                 ctx.report
-                    .info(format_args!("Seeded {}", display_path(&home.child(name))));
+                    .info_made(format_args!("Seeded {}", display_path(&home.child(name))));
             }
             Ok(_) => {}
             Err(e) => ctx.report.warn_err(&e),
@@ -195,8 +195,8 @@ pub fn api_server_key(ctx: &Ctx) {
             }
         }
     };
-    if written && !report.dry_run() {
-        report.info("Generated API_SERVER_KEY for the loopback gateway api_server");
+    if written {
+        report.info_made("Generated API_SERVER_KEY for the loopback gateway api_server");
     }
 }
 
@@ -290,9 +290,9 @@ fn sync_file(ctx: &Ctx, dir: &Dir, wanted: &[(&str, Option<Vec<u8>>)]) {
             }
         }
     };
-    if ok && !ctx.report.dry_run() {
+    if ok {
         for m in messages {
-            ctx.report.info(m);
+            ctx.report.info_made(m);
         }
     }
 }
@@ -312,7 +312,7 @@ pub fn gateway_state_seed(ctx: &Ctx) {
     }
     let content = b"{\"gateway_state\":\"running\"}\n";
     match atomic::create_exclusive(home, ctx.report, name, content, 0o644, ctx.new_file_owner()) {
-        Ok(Created::Created) if !ctx.report.dry_run() => ctx.report.info(format_args!(
+        Ok(Created::Created) => ctx.report.info_made(format_args!(
             "Seeded {} with gateway_state running",
             display_path(&home.child(name))
         )),

@@ -9,6 +9,7 @@ use crate::guarded::{Dir, Entry};
 use crate::handover::hand_over_entry;
 use crate::ownership;
 use crate::privdrop::as_runtime_user;
+use crate::report::Change;
 
 use super::Ctx;
 
@@ -197,7 +198,8 @@ pub fn repair_top_level(ctx: &Ctx) {
         }
         if ctx.is_root && !ctx.chown_refused.load(std::sync::atomic::Ordering::Relaxed) {
             match hand_over_entry(home, ctx.report, os, &m, handover) {
-                Ok(true) if !ctx.report.dry_run() => match home.stat(os) {
+                // After a change (planned or made) the entry is looked at again, as it now is.
+                Ok(true) => match home.stat(os) {
                     Ok(Some(now)) if now.ino == m.ino => m = now,
                     Ok(_) => continue,
                     Err(e) => {
@@ -259,7 +261,19 @@ pub fn seed_directory_tree(ctx: &Ctx) {
             }
         }
     };
+    let owner = Some(ctx.owner().into());
+    // What a dry run planned but could not make: the directories below those are planned too.
+    let mut only_planned: Vec<&str> = Vec::new();
     for rel in SEEDED_DIRS {
+        if rel
+            .rsplit_once('/')
+            .is_some_and(|(d, _)| only_planned.contains(&d))
+        {
+            let change = Change::made("create directory", home.child(rel), 0o755).owned_by(owner);
+            ctx.report.plan_only(change);
+            only_planned.push(rel);
+            continue;
+        }
         let Some((parent, name)) = parent_of(ctx, home, rel, "") else {
             continue;
         };
@@ -271,14 +285,14 @@ pub fn seed_directory_tree(ctx: &Ctx) {
                 continue;
             }
         }
-        if ctx.report.dry_run() {
-            ctx.report
-                .would("create directory", &parent.child(&name), "mode 0755");
-            continue;
-        }
-        match as_runtime_user(&ctx.account, || parent.mkdir(&name, 0o755, None)) {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) | Err(e) => ctx.report.warn_err(&e),
+        let change = Change::made("create directory", parent.child(&name), 0o755).owned_by(owner);
+        let made = ctx.report.apply(change, false, || {
+            as_runtime_user(&ctx.account, || parent.mkdir(&name, 0o755, None)).and_then(|r| r.map(|_| true))
+        });
+        match made {
+            Ok(true) => {}
+            Ok(false) => only_planned.push(rel),
+            Err(e) => ctx.report.warn_err(&e),
         }
     }
 }
