@@ -18,6 +18,7 @@ pub mod account_line;
 pub mod accounts;
 pub mod anchor;
 pub mod atomic;
+pub mod boot_log;
 pub mod boot_record;
 pub mod capabilities;
 pub mod doctor;
@@ -43,5 +44,6 @@ pub mod s6_perms;
 
 pub mod registrar;
 pub mod registration;
+pub mod requests;
 pub mod s6_slot;
 pub mod stage2;

@@ -447,16 +447,6 @@ fn check_entry(
     }))
 }
 
-/// A request to keep a profile's gateway unregistered while its directory exists: an entry of this name
-/// in the profile directory (`H` for the root profile). Written by `unregister`, removed by `register`;
-/// root only ever tests for its existence (`fstatat` without following symlinks) and never reads it.
-pub const UNREGISTER_MARKER: &str = ".gateway-unregistered";
-
-/// Whether the profile directory holds an [`UNREGISTER_MARKER`] (an entry of any type counts).
-pub fn unregister_requested(dir: &Dir) -> crate::error::SysResult<bool> {
-    Ok(dir.stat(UNREGISTER_MARKER)?.is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,10 +14,11 @@ use crate::error::SysError;
 use crate::guarded::{euid, Dir};
 use crate::profiles::validate_profile_name;
 use crate::reconcile::{
-    clear_unregister_request, error_line, lock_for_change, open_profile_dir, open_scandir, owner_for,
-    ownership_for, record_unregister_request, rescan, resolve_user, retire_slots, Places,
+    error_line, lock_for_change, open_profile_dir, open_scandir, owner_for, ownership_for, rescan,
+    resolve_user, retire_slots, Places,
 };
 use crate::report::{Change, Report};
+use crate::requests::{clear_unregister_request, record_unregister_request};
 use crate::root::RootPrefix;
 use crate::s6_slot::{
     current_slots, install_slot, note_chown_refusal, old_name, slot_name, Publish, SlotError, SlotSpec,
@@ -49,7 +50,7 @@ fn acts_directly(scandir: &Dir) -> bool {
 
 /// RP-18 `register <profile> [--down]`; returns the exit code (0, 1, 2, 3 or 4). As root (or where the
 /// runtime user owns the scan directory) the slot is built here; otherwise the request goes to the
-/// registrar ([`crate::registrar::request_register`]).
+/// registrar ([`crate::requests::request_register`]).
 pub fn run_register(
     root: &RootPrefix,
     report: &Report,
@@ -77,7 +78,7 @@ pub fn run_register(
         }
     };
     if !acts_directly(&scandir) {
-        return crate::registrar::request_register(root, report, places, &scandir, &profile, down, timeout);
+        return crate::requests::request_register(root, report, places, &scandir, &profile, down, timeout);
     }
     let _lock = match lock_for_change(report, &scandir) {
         Ok(lock) => lock,
@@ -152,7 +153,7 @@ pub fn run_register(
 }
 /// RP-19 `unregister <profile>`; returns the exit code (0, 1, 2 or 4). As root (or where the runtime user
 /// owns the scan directory) the slot is removed here; otherwise the request goes to the registrar
-/// ([`crate::registrar::request_unregister`]). While the profile directory exists, the request is recorded
+/// ([`crate::requests::request_unregister`]). While the profile directory exists, the request is recorded
 /// in it, so the registrar and the next boot leave the profile without a slot.
 pub fn run_unregister(
     root: &RootPrefix,
@@ -177,7 +178,7 @@ pub fn run_unregister(
         }
     };
     if !acts_directly(&scandir) {
-        return crate::registrar::request_unregister(root, report, places, &scandir, &profile, timeout);
+        return crate::requests::request_unregister(root, report, places, &scandir, &profile, timeout);
     }
     let _lock = match lock_for_change(report, &scandir) {
         Ok(lock) => lock,

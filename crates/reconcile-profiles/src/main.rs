@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use boot_core::accounts::runtime_user_name;
 use boot_core::reconcile::{run_boot, Places};
-use boot_core::registrar::{run_watch, REGISTER_TIMEOUT, RESCAN_INTERVAL, UNREGISTER_TIMEOUT};
+use boot_core::registrar::{run_watch, RESCAN_INTERVAL};
 use boot_core::registration::{run_register, run_unregister};
 use boot_core::report::Report;
+use boot_core::requests::{REGISTER_TIMEOUT, UNREGISTER_TIMEOUT};
 use boot_core::root::RootPrefix;
 use clap::{Parser, Subcommand};
 

@@ -114,7 +114,7 @@ fn profile(
             None => (None, None, None),
         };
     let wants_running = gateway_state::is_running(&prior);
-    let unregistered = profiles::unregister_requested(dir).unwrap_or(false);
+    let unregistered = crate::requests::unregister_requested(dir).unwrap_or(false);
     let autostart = wants_running && !unregistered && (is_default || !multiplex);
     let slot = slot_name(name);
     let slot_path = cx.places.scandir.join(&slot);
@@ -234,7 +234,7 @@ fn boot_log(home: &Dir) -> String {
     let Ok(Entry::Found(logs)) = home.subdir("logs") else {
         return String::new();
     };
-    read_volume_file(&logs, "container-boot.log", BOOT_LOG_LIMIT)
+    read_volume_file(&logs, crate::boot_log::BOOT_LOG, BOOT_LOG_LIMIT)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }
