@@ -76,13 +76,13 @@ pub fn unprivileged(account: Account) -> Account {
 }
 
 /// `--runtime-user`, else `HERMES_BOOT_USER`, else `hermes`.
-pub fn runtime_user_name(arg: Option<String>) -> String {
+pub fn runtime_user_name(arg: Option<String>, env: &crate::config::Env) -> String {
     // A non-UTF-8 value is kept visible (as `\xNN`) so the lookup fails naming it, instead of silently
     // falling back to the default user.
     arg.filter(|s| !s.is_empty())
         .or_else(|| {
-            std::env::var_os(ENV_USER)
-                .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
+            env.get(ENV_USER)
+                .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v)))
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_USER.to_string())
@@ -219,6 +219,9 @@ other:x:abc:1::/x:/bin/sh\n";
 
     #[test]
     fn runtime_user_name_prefers_argument() {
-        assert_eq!(runtime_user_name(Some("svc".into())), "svc");
+        assert_eq!(
+            runtime_user_name(Some("svc".into()), &crate::config::Env::default()),
+            "svc"
+        );
     }
 }

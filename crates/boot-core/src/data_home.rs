@@ -9,9 +9,8 @@ pub const ENV: &str = "HERMES_HOME";
 pub const DEFAULT: &str = "/opt/data";
 
 /// H: `HERMES_HOME` as given (raw bytes kept), or [`DEFAULT`] when unset or empty.
-pub fn from_env() -> PathBuf {
-    std::env::var_os(ENV)
-        .filter(|v| !v.is_empty())
+pub fn of(env: &crate::config::Env) -> PathBuf {
+    env.non_empty(ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT))
 }

@@ -7,6 +7,7 @@
 //! as hostile while running as root. Such paths are only ever touched through [`guarded`] directory
 //! descriptors, never by path.
 
+pub mod config;
 pub mod display;
 pub mod error;
 pub mod owner;

@@ -84,27 +84,31 @@ pub struct Places {
     pub slot_limit: usize,
     /// Why `HERMES_GATEWAY_LIMIT` was not used, for one warning by the long-running programs.
     pub slot_limit_error: Option<String>,
+    /// [`ENV_MULTIPLEX`] as given.
+    pub multiplex: Option<OsString>,
+    /// [`ENV_NO_SUPERVISE`] as given.
+    pub no_supervise: Option<OsString>,
 }
 
 impl Places {
-    pub fn from_env() -> Places {
+    pub fn from_env(env: &crate::config::Env) -> Places {
         let pick = |var: &str, default: &str| {
-            std::env::var_os(var)
-                .filter(|v| !v.is_empty())
+            env.non_empty(var)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(default))
         };
-        let (slot_limit, slot_limit_error) =
-            match parse_slot_limit(std::env::var_os(ENV_SLOT_LIMIT).as_deref()) {
-                Ok(n) => (n, None),
-                Err(why) => (DEFAULT_SLOT_LIMIT, Some(why)),
-            };
+        let (slot_limit, slot_limit_error) = match parse_slot_limit(env.get(ENV_SLOT_LIMIT)) {
+            Ok(n) => (n, None),
+            Err(why) => (DEFAULT_SLOT_LIMIT, Some(why)),
+        };
         Places {
             scandir: pick(ENV_SCANDIR, DEFAULT_SCANDIR),
-            home: crate::data_home::from_env(),
-            slot_mode: SlotMode::from_value(std::env::var_os(ENV_SLOTS).as_deref()),
+            home: crate::data_home::of(env),
+            slot_mode: SlotMode::from_value(env.get(ENV_SLOTS)),
             slot_limit,
             slot_limit_error,
+            multiplex: env.get(ENV_MULTIPLEX).map(OsStr::to_os_string),
+            no_supervise: env.get(ENV_NO_SUPERVISE).map(OsStr::to_os_string),
         }
     }
 
@@ -322,15 +326,9 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
     };
 
     let home = open_home(root, report, &places.home);
-    let multiplex = multiplex_flag(std::env::var_os(ENV_MULTIPLEX).as_deref(), home.as_ref(), report);
+    let multiplex = multiplex_flag(places.multiplex.as_deref(), home.as_ref(), report);
     let migrated = home.as_ref().is_some_and(|h| {
-        migrate_legacy_gateway_run(
-            h,
-            report,
-            &argv,
-            std::env::var_os(ENV_NO_SUPERVISE).as_deref(),
-            &account,
-        )
+        migrate_legacy_gateway_run(h, report, &argv, places.no_supervise.as_deref(), &account)
     });
 
     let mut actions = Vec::new();

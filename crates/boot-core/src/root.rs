@@ -31,10 +31,10 @@ impl RootPrefix {
     }
 
     /// `--root` wins; otherwise `HERMES_BOOT_ROOT` (empty means no prefix).
-    pub fn from_arg_or_env(arg: Option<PathBuf>) -> Self {
+    pub fn from_arg_or(arg: Option<PathBuf>, env: &crate::config::Env) -> Self {
         match arg {
             Some(d) => RootPrefix::new(d),
-            None => RootPrefix::new(std::env::var_os(ENV_ROOT).unwrap_or_default()),
+            None => RootPrefix::new(env.get(ENV_ROOT).unwrap_or_default()),
         }
     }
 

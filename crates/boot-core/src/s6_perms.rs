@@ -146,7 +146,8 @@ pub fn grant_group_control(
 }
 
 /// The whole program (SP-01 … SP-04); returns the exit code.
-pub fn run_supervise_perms(root: &RootPrefix, report: &Report, user: &str) -> u8 {
+pub fn run_supervise_perms(config: &crate::config::Config, report: &Report) -> u8 {
+    let (root, user) = (&config.root, config.user.as_str());
     if crate::guarded::euid() != 0 {
         report.info("not running as root; skipping");
         return 0;
@@ -162,9 +163,8 @@ pub fn run_supervise_perms(root: &RootPrefix, report: &Report, user: &str) -> u8
             return 1;
         }
     };
-    let event_mode = match crate::reconcile::SlotMode::from_value(
-        std::env::var_os(crate::reconcile::ENV_SLOTS).as_deref(),
-    ) {
+    let event_mode = match crate::reconcile::SlotMode::from_value(config.env.get(crate::reconcile::ENV_SLOTS))
+    {
         crate::reconcile::SlotMode::RootOwned => ROOT_EVENT_MODE,
         crate::reconcile::SlotMode::UserOwned => USER_EVENT_MODE,
     };

@@ -15,7 +15,6 @@
 //! the shim can only reach [`exec_program`] with an [`Identity`], which is obtained from [`become_runtime_user`]
 //! — a drop that failed ends the program with status 1.
 
-use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -29,6 +28,7 @@ use crate::accounts::{self, Account};
 use crate::cmd_stdin;
 use crate::container_env::{self, EnvFile};
 // `HOME` of the program, and `HERMES_HOME` when none is given (MW-07).
+use crate::config::{Config, Env};
 use crate::data_home::DEFAULT as DATA_HOME;
 use crate::display::display_path;
 use crate::error::errno_text;
@@ -98,43 +98,8 @@ pub fn detect_role(root: &RootPrefix, argv0: &OsStr) -> Role {
     select_role(argv0, std::process::id(), comm.as_deref(), basedir)
 }
 
-/// The environment the program will get.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Env {
-    vars: BTreeMap<OsString, OsString>,
-}
-
+/// What the wrapper makes of the environment it started with before it execs the program.
 impl Env {
-    pub fn from_process() -> Env {
-        Env {
-            vars: std::env::vars_os().collect(),
-        }
-    }
-    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
-        Env {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
-        }
-    }
-    pub fn get(&self, name: impl AsRef<OsStr>) -> Option<&OsStr> {
-        self.vars.get(name.as_ref()).map(OsString::as_os_str)
-    }
-    /// Unset or set to the empty string — the shell's `${X:-}` test.
-    pub fn is_unset_or_empty(&self, name: impl AsRef<OsStr>) -> bool {
-        match self.get(name) {
-            None => true,
-            Some(v) => v.is_empty(),
-        }
-    }
-    pub fn set(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
-        self.vars.insert(name.into(), value.into());
-    }
-    pub fn remove(&mut self, name: impl AsRef<OsStr>) {
-        self.vars.remove(name.as_ref());
-    }
-    pub fn iter(&self) -> impl Iterator<Item = (&OsString, &OsString)> {
-        self.vars.iter()
-    }
-
     /// MW-05: every file of the container environment directory sets (or, empty, unsets) its variable.
     pub fn rehydrate(&mut self, files: Vec<EnvFile>) {
         for f in files {
@@ -257,8 +222,7 @@ pub fn main(argv: Vec<OsString>, version: &str) -> i32 {
     let mut argv = argv.into_iter();
     let argv0 = argv.next().unwrap_or_else(|| OsString::from("main-wrapper"));
     let args: Vec<OsString> = argv.collect();
-    let root = RootPrefix::from_arg_or_env(None);
-    let user = accounts::runtime_user_name(None);
+    let Config { root, user, env } = Config::from_args(None, None);
     let role = detect_role(&root, &argv0);
     let report = Report::main_wrapper();
 
@@ -273,11 +237,11 @@ pub fn main(argv: Vec<OsString>, version: &str) -> i32 {
         }
     }
     match role {
-        Role::Shim => run_shim(&root, &user, &argv0, &args, Env::from_process()),
+        Role::Shim => run_shim(&root, &user, &argv0, &args, env),
         Role::Pid1 => exec_init(&root, &args, &report),
-        Role::Wrapper => run_wrapper(&root, &user, &args, Env::from_process(), &report),
+        Role::Wrapper => run_wrapper(&root, &user, &args, env, &report),
         Role::Fallback => {
-            let mut env = Env::from_process();
+            let mut env = env;
             match bootstrap_directly(&root, &mut env, &report) {
                 Ok(()) => run_wrapper(&root, &user, &args, env, &report),
                 Err(code) => code,

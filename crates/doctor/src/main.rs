@@ -5,9 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use boot_core::accounts::runtime_user_name;
+use boot_core::config::Config;
 use boot_core::doctor::{self, Options};
-use boot_core::root::RootPrefix;
 use clap::Parser;
 
 const AFTER_HELP: &str = "\
@@ -54,8 +53,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let opts = Options {
-        root: RootPrefix::from_arg_or_env(args.root),
-        user: runtime_user_name(args.runtime_user),
+        config: Config::from_args(args.root, args.runtime_user),
         quick: args.quick,
     };
     let findings = doctor::examine(&opts);

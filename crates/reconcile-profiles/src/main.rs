@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use boot_core::accounts::runtime_user_name;
+use boot_core::config::Config;
 use boot_core::reconcile::{run_boot, Places};
 use boot_core::registrar::{run_watch, RESCAN_INTERVAL};
 use boot_core::registration::{run_register, run_unregister};
 use boot_core::report::Report;
 use boot_core::requests::{REGISTER_TIMEOUT, UNREGISTER_TIMEOUT};
-use boot_core::root::RootPrefix;
 use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
@@ -118,10 +117,9 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let root = RootPrefix::from_arg_or_env(cli.root);
+    let Config { root, user, env } = Config::from_args(cli.root, cli.runtime_user);
     let report = Report::reconcile(cli.dry_run).with_json(cli.json);
-    let user = runtime_user_name(cli.runtime_user);
-    let places = Places::from_env();
+    let places = Places::from_env(&env);
     // The boot pass and the registrar add to the boot record; register/unregister run as the runtime
     // user, who cannot.
     if matches!(cli.command, None | Some(Command::Watch { .. })) {

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use boot_core::accounts::runtime_user_name;
-use boot_core::root::RootPrefix;
+use boot_core::config::Config;
 use boot_core::stage2::{self, Options};
 use clap::Parser;
 
@@ -56,8 +55,7 @@ fn main() {
     // clap prints --help/--version on stdout with status 0 and usage errors on stderr with status 2.
     let args = Args::parse();
     let opts = Options {
-        root: RootPrefix::from_arg_or_env(args.root),
-        user: runtime_user_name(args.runtime_user),
+        config: Config::from_args(args.root, args.runtime_user),
         dry_run: args.dry_run,
         json: args.json,
     };

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use boot_core::accounts::runtime_user_name;
+use boot_core::config::Config;
 use boot_core::report::Report;
-use boot_core::root::RootPrefix;
 use boot_core::s6_perms::run_supervise_perms;
 use clap::Parser;
 
@@ -47,9 +46,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let root = RootPrefix::from_arg_or_env(cli.root);
+    let config = Config::from_args(cli.root, cli.runtime_user);
     let report = Report::supervise_perms(cli.dry_run).with_json(cli.json);
-    boot_core::boot_record::keep(&root, &report, false);
-    let user = runtime_user_name(cli.runtime_user);
-    ExitCode::from(report.finish(run_supervise_perms(&root, &report, &user)))
+    boot_core::boot_record::keep(&config.root, &report, false);
+    ExitCode::from(report.finish(run_supervise_perms(&config, &report)))
 }

@@ -43,11 +43,7 @@ pub(super) fn check(cx: &Context, out: &mut Vec<Finding>) {
     }
     // Warnings of the shared readers (an unparsable config.yaml) go to stderr, apart from the report.
     let quiet = Report::new("hermes-boot-doctor:", WarnStyle::Bracketed, Sink::Stderr, false);
-    let multiplex = profiles::multiplex_flag(
-        std::env::var_os(crate::reconcile::ENV_MULTIPLEX).as_deref(),
-        Some(home),
-        &quiet,
-    );
+    let multiplex = profiles::multiplex_flag(cx.places.multiplex.as_deref(), Some(home), &quiet);
     let log = boot_log(home);
     profile(
         cx,

@@ -1,6 +1,7 @@
 //! Who the services run as, and how the container was started.
 
 use crate::accounts::{self, Account};
+use crate::config::Config;
 use crate::ids::{self, IdVars, Target};
 use crate::root::RootPrefix;
 
@@ -11,7 +12,8 @@ const AREA: &str = "identity";
 /// The runtime user, a pending or invalid remap, and how the container runs (root or `--user`,
 /// user namespace, read-only root). Returns the runtime user when passwd has it, and whether PID 1 runs
 /// as root (so the boot could remap and repair).
-pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> (Option<Account>, bool) {
+pub(super) fn check(config: &Config, out: &mut Vec<Finding>) -> (Option<Account>, bool) {
+    let (root, user) = (&config.root, config.user.as_str());
     let status = read_system_file(root, "/proc/1/status").unwrap_or_default();
     let as_root = status_ids(&status, "Uid:").is_none_or(|u| u == 0);
     let account = match accounts::lookup(root, user) {
@@ -51,7 +53,7 @@ pub(super) fn check(root: &RootPrefix, user: &str, out: &mut Vec<Finding>) -> (O
             .with("gid", account.gid)
             .with("groups", account.group_set()),
     );
-    let env = |name: &str| std::env::var(name).ok();
+    let env = |name: &str| config.env.get(name).and_then(|v| v.to_str()).map(str::to_string);
     remap(out, ids::UID_VARS, account.uid, "uid", &env);
     remap(out, ids::GID_VARS, account.gid, "gid", &env);
     container(root, &status, out);

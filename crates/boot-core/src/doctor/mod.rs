@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use crate::accounts::Account;
+use crate::config::Config;
 use crate::guarded::{Dir, Entry};
 use crate::reconcile::Places;
 use crate::root::RootPrefix;
@@ -28,9 +29,9 @@ use crate::root::RootPrefix;
 /// What to examine.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub root: RootPrefix,
-    /// The runtime user's name (`--runtime-user`, `HERMES_BOOT_USER`, `hermes`).
-    pub user: String,
+    /// The root prefix, the runtime user's name (`--runtime-user`, `HERMES_BOOT_USER`, `hermes`) and
+    /// the environment.
+    pub config: Config,
     /// Only the cheap checks (identity, secrets, gateways, services): no walk of the volume. What the
     /// image's `HEALTHCHECK` runs.
     pub quick: bool,
@@ -146,11 +147,11 @@ struct Context<'a> {
 /// Runs every check, in the order of the report: identity, volume, secrets, gateways, services, boot.
 pub fn examine(opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
-    let places = Places::from_env();
-    let (account, started_as_root) = identity::check(&opts.root, &opts.user, &mut out);
-    let home = volume::open_home(&opts.root, &places.home, &mut out);
+    let places = Places::from_env(&opts.config.env);
+    let (account, started_as_root) = identity::check(&opts.config, &mut out);
+    let home = volume::open_home(&opts.config.root, &places.home, &mut out);
     let cx = Context {
-        root: &opts.root,
+        root: &opts.config.root,
         places,
         account,
         started_as_root,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use crate::config::Env;
 use crate::display::display_path;
 use crate::error::{errno_text, SysError, SysResult};
 use crate::guarded::{Dir, Entry};
@@ -13,8 +14,8 @@ use crate::root::RootPrefix;
 /// S2-04. Creates H like `mkdir -p` as the current user and opens it without following a symlink.
 /// `Err(())` after printing the fatal error. `Ok((H, None))` when H is a symlink (warned) or, in a dry
 /// run, does not exist yet.
-pub fn open_home(root: &RootPrefix, report: &Report) -> Result<(PathBuf, Option<Dir>), ()> {
-    let home = crate::data_home::from_env();
+pub fn open_home(root: &RootPrefix, report: &Report, env: &Env) -> Result<(PathBuf, Option<Dir>), ()> {
+    let home = crate::data_home::of(env);
     let fatal = |e: Errno| {
         report.error(format_args!(
             "cannot create HERMES_HOME {}: {}",

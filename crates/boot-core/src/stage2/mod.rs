@@ -15,10 +15,11 @@ mod runtime_dirs;
 mod seeds;
 pub(crate) mod volume;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use crate::accounts::Account;
+use crate::config::{Config, Env};
 use crate::guarded::Dir;
 use crate::report::{plural, Report};
 use crate::root::RootPrefix;
@@ -26,12 +27,11 @@ use crate::root::RootPrefix;
 pub use browser::{pick_browser, BROWSER_NAMES};
 pub use credentials::{auth_home_problem, residence_dir};
 
-/// What the command line decided.
+/// What the command line and the environment decided.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub root: RootPrefix,
-    /// The runtime user's name (CM-03).
-    pub user: String,
+    /// The root prefix, the runtime user's name (CM-03) and the environment.
+    pub config: Config,
     pub dry_run: bool,
     /// `--json` ([`Report::with_json`]).
     pub json: bool,
@@ -54,6 +54,8 @@ pub(crate) struct Ctx<'a> {
     /// H opened without following a symlink; `None` when H is a symlink (root-side steps inside H are
     /// skipped) or, in a dry run, when H does not exist yet.
     pub home_dir: Option<Dir>,
+    /// The environment stage2-setup started with.
+    pub env: &'a Env,
     /// The volume refused a chown outright ([`crate::ownership::volume_refuses_chown`]) and said so
     /// once: later steps do not try again.
     pub chown_refused: std::sync::atomic::AtomicBool,
@@ -76,12 +78,12 @@ impl Ctx<'_> {
 
     /// A path-valued environment variable, raw bytes kept.
     pub fn env_os(&self, name: &str) -> Option<OsString> {
-        std::env::var_os(name)
+        self.env.get(name).map(OsStr::to_os_string)
     }
 
     /// A non-empty environment variable.
     pub fn env_non_empty(&self, name: &str) -> Option<OsString> {
-        std::env::var_os(name).filter(|v| !v.is_empty())
+        self.env.non_empty(name).map(OsStr::to_os_string)
     }
 }
 
@@ -92,26 +94,26 @@ pub fn run(opts: &Options) -> i32 {
 }
 
 fn setup(opts: &Options, report: &Report) -> u8 {
-    let root = &opts.root;
+    let (root, env) = (&opts.config.root, &opts.config.env);
     crate::boot_record::keep(root, report, true);
 
     // S2-02, S2-03: fatal, before any change.
-    let Ok(account) = identity::preflight(root, report, &opts.user) else {
+    let Ok(account) = identity::preflight(root, report, &opts.config.user) else {
         return 1;
     };
 
     // S2-04: fatal when H cannot be made.
-    let Ok((home, home_dir)) = home::open_home(root, report) else {
+    let Ok((home, home_dir)) = home::open_home(root, report, env) else {
         return 1;
     };
 
     // S2-05 … S2-10
     // A non-UTF-8 value must reach validation (and be warned about as invalid), not read as unset.
-    let env = |name: &str| {
-        std::env::var_os(name)
-            .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())))
+    let var = |name: &str| {
+        env.get(name)
+            .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v)))
     };
-    let id = identity::remap(root, report, account, &env);
+    let id = identity::remap(root, report, account, &var);
     if id.is_root {
         crate::nss_entry::secure_run_dir(root, report);
         crate::capabilities::warn_if_supervision_cannot_signal(report, id.account.uid);
@@ -132,6 +134,7 @@ fn setup(opts: &Options, report: &Report) -> u8 {
         is_root: id.is_root,
         home,
         home_dir,
+        env,
         chown_refused: std::sync::atomic::AtomicBool::new(false),
     };
 
