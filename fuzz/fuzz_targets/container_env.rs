@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = value_of(content);
     }
-    let r = RootPrefix::from_arg_or_env(Some(root.path().to_path_buf()));
+    let r = RootPrefix::new(root.path());
     let report = Report::main_wrapper();
     let vars = read(&r, &report)
         .expect("read envdir")

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     };
     let previous = std::fs::symlink_metadata(path).map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
     let handover = Handover {
-        owner: (u, g),
+        owner: boot_core::owner::Owner::new(u, g),
         groups: vec![g],
         own_uids: [u, previous].into_iter().filter(|&x| x != 0).collect(),
         hardlink_ok_uid: u,

@@ -29,6 +29,7 @@ use crate::account_line;
 use crate::atomic::{read_for_rewrite, NewFile};
 use crate::error::{SysError, SysResult};
 use crate::guarded::{Dir, Entry, Meta};
+use crate::owner::Owner;
 use crate::root::RootPrefix;
 
 pub const PASSWD: &str = "/etc/passwd";
@@ -576,10 +577,10 @@ fn rewrite_in_place(etc: &Dir, name: &OsStr, content: &[u8]) -> SysResult<()> {
 }
 
 /// Mode and owner a replacement keeps: the original's, or root 0644 for a file that did not exist.
-fn keep_of(meta: Option<&Meta>) -> (u32, Option<(u32, u32)>) {
+fn keep_of(meta: Option<&Meta>) -> (u32, Option<Owner>) {
     match meta {
-        Some(m) => (m.perm, Some((m.uid, m.gid))),
-        None => (0o644, Some((0, 0))),
+        Some(m) => (m.perm, Some(Owner::new(m.uid, m.gid))),
+        None => (0o644, Some(Owner::ROOT)),
     }
 }
 
@@ -596,7 +597,7 @@ fn write_temp(
     name: &OsStr,
     content: &[u8],
     mode: u32,
-    owner: Option<(u32, u32)>,
+    owner: Option<Owner>,
 ) -> SysResult<std::ffi::OsString> {
     let mut new = NewFile::create(etc, name, mode, owner)?;
     new.write_synced(content)?;

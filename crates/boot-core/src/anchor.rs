@@ -24,6 +24,7 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::error::{SysError, SysResult};
 use crate::guarded::{Dir, Entry, Meta};
+use crate::owner::Owner;
 use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 
@@ -81,14 +82,12 @@ pub(crate) fn plan_below<S: AsRef<std::ffi::OsStr>>(
     planned: &Path,
     below: impl Iterator<Item = S>,
     mode: u32,
-    owner: Option<(u32, u32)>,
+    owner: Option<Owner>,
 ) {
     let mut at = planned.to_path_buf();
     for name in below {
         at.push(name.as_ref());
-        report.plan_only(
-            Change::made("create directory", &at, mode).owned_by(owner.map(crate::owner::Owner::from)),
-        );
+        report.plan_only(Change::made("create directory", &at, mode).owned_by(owner));
     }
 }
 

@@ -53,7 +53,7 @@ pub struct NewFile<'d> {
 
 impl<'d> NewFile<'d> {
     /// A new empty file for `dir/name` with `mode`, owned by `owner` when running as root.
-    pub fn create(dir: &'d Dir, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> SysResult<Self> {
+    pub fn create(dir: &'d Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> SysResult<Self> {
         let shown = dir.child(name);
         // 0600 at first: until the fchown below, the file must not be readable by anyone else.
         let initial = Mode::from_raw_mode(mode & 0o600);
@@ -87,7 +87,7 @@ impl<'d> NewFile<'d> {
         // still owns the file, so a root without CAP_FOWNER (`--cap-drop ALL --cap-add CHOWN,…`) can set it.
         rustix::fs::fchmod(&new.fd, Mode::from_raw_mode(mode))
             .map_err(|e| SysError::new("chmod", &new.shown, e))?;
-        if let Some((u, g)) = owner {
+        if let Some(Owner { uid: u, gid: g }) = owner {
             if euid() == 0 {
                 rustix::fs::fchown(&new.fd, Some(uid(u)), Some(gid(g)))
                     .map_err(|e| SysError::new("chown", &new.shown, e))?;
@@ -237,12 +237,12 @@ pub fn create_exclusive(
     name: &OsStr,
     content: &[u8],
     mode: u32,
-    owner: Option<(u32, u32)>,
+    owner: Option<Owner>,
 ) -> SysResult<Created> {
     if dir.stat(name)?.is_some() {
         return Ok(Created::Existed);
     }
-    let change = Change::made("create", dir.child(name), mode).owned_by(owner.map(Owner::from));
+    let change = Change::made("create", dir.child(name), mode).owned_by(owner);
     let made = report.apply_if(change, || {
         let mut new = NewFile::create(dir, name, mode, owner)?;
         new.write_synced(content)?;
@@ -282,7 +282,7 @@ pub fn read_for_rewrite(dir: &Dir, name: &OsStr, limit: u64) -> SysResult<Entry<
 pub fn rewrite(dir: &Dir, report: &Report, name: &OsStr, original: &Meta, content: &[u8]) -> SysResult<()> {
     report.apply(Change::new("rewrite", dir.child(name)), (), || {
         let owner = if euid() == 0 {
-            Some((original.uid, original.gid))
+            Some(Owner::new(original.uid, original.gid))
         } else {
             None
         };
@@ -301,9 +301,9 @@ pub fn replace(
     name: &OsStr,
     content: &[u8],
     mode: u32,
-    owner: Option<(u32, u32)>,
+    owner: Option<Owner>,
 ) -> SysResult<()> {
-    let change = Change::made("write", dir.child(name), mode).owned_by(owner.map(Owner::from));
+    let change = Change::made("write", dir.child(name), mode).owned_by(owner);
     report.apply(change, (), || {
         let mut new = NewFile::create(dir, name, mode, owner)?;
         new.write_synced(content)?;

@@ -251,7 +251,7 @@ impl Dir {
         report: &Report,
         rel: &Path,
         mode: u32,
-        owner: Option<(u32, u32)>,
+        owner: Option<Owner>,
     ) -> SysResult<(Entry<Dir>, PathBuf)> {
         let mut cur = Dir::from_fd(
             self.fd
@@ -271,7 +271,7 @@ impl Dir {
             match cur.subdir(name)? {
                 Entry::Found(d) => cur = d,
                 Entry::Missing => {
-                    let change = Change::made("create directory", &at, mode).owned_by(owner.map(Owner::from));
+                    let change = Change::made("create directory", &at, mode).owned_by(owner);
                     match report.apply(change, Entry::Missing, || {
                         cur.mkdir(name, mode, owner)?;
                         cur.subdir(name)
@@ -301,17 +301,16 @@ impl Dir {
         report: &Report,
         name: impl AsRef<OsStr>,
         mode: u32,
-        owner: Option<(u32, u32)>,
+        owner: Option<Owner>,
     ) -> SysResult<bool> {
         let name = name.as_ref();
-        let change =
-            Change::made("create directory", self.child(name), mode).owned_by(owner.map(Owner::from));
+        let change = Change::made("create directory", self.child(name), mode).owned_by(owner);
         report.apply_if(change, || self.mkdir(name, mode, owner))
     }
 
     /// `mkdirat` with an explicit mode (umask-independent: a `fchmod` follows) and optional owner.
     /// `Ok(false)` when the name already exists.
-    pub fn mkdir(&self, name: impl AsRef<OsStr>, mode: u32, owner: Option<(u32, u32)>) -> SysResult<bool> {
+    pub fn mkdir(&self, name: impl AsRef<OsStr>, mode: u32, owner: Option<Owner>) -> SysResult<bool> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         if let (Some(owner), 0) = (owner, euid()) {
@@ -340,7 +339,7 @@ impl Dir {
     /// and mode, then renamed into place. A root-owned directory never stands at `name`, so a kill
     /// cannot leave one that the ownership repair would have to tell from one the runtime user moved
     /// there ([`crate::handover`]).
-    fn mkdir_for(&self, name: &OsStr, mode: u32, (u, g): (u32, u32)) -> SysResult<bool> {
+    fn mkdir_for(&self, name: &OsStr, mode: u32, Owner { uid: u, gid: g }: Owner) -> SysResult<bool> {
         let shown = self.child(name);
         let mut tries = 0;
         let tmp = loop {
@@ -490,10 +489,10 @@ impl Dir {
         report: &Report,
         name: &OsStr,
         m: &Meta,
-        owner: (u32, u32),
+        owner: Owner,
         hardlink_ok_uid: u32,
     ) -> SysResult<bool> {
-        if m.uid == owner.0 && m.gid == owner.1 {
+        if m.uid == owner.uid && m.gid == owner.gid {
             return Ok(false);
         }
         let path = self.child(name);
@@ -505,14 +504,14 @@ impl Dir {
             ));
             return Ok(false);
         }
-        let change = Change::chown(&path, Owner::new(m.uid, m.gid), Owner::from(owner));
+        let change = Change::chown(&path, Owner::new(m.uid, m.gid), owner);
         report.apply_if(change, || {
             if m.is_symlink() {
                 return match rustix::fs::chownat(
                     &self.fd,
                     name,
-                    Some(uid(owner.0)),
-                    Some(gid(owner.1)),
+                    Some(uid(owner.uid)),
+                    Some(gid(owner.gid)),
                     AtFlags::SYMLINK_NOFOLLOW,
                 ) {
                     Ok(()) => Ok(true),
@@ -526,8 +525,8 @@ impl Dir {
             rustix::fs::chownat(
                 &fd,
                 c"",
-                Some(uid(owner.0)),
-                Some(gid(owner.1)),
+                Some(uid(owner.uid)),
+                Some(gid(owner.gid)),
                 AtFlags::EMPTY_PATH,
             )
             .map_err(|e| SysError::new("chown", &path, e))?;
@@ -567,14 +566,14 @@ impl Dir {
     }
 
     /// Owner and mode of this directory itself, through its descriptor.
-    pub fn chown_self(&self, report: &Report, owner: (u32, u32)) -> SysResult<bool> {
+    pub fn chown_self(&self, report: &Report, owner: Owner) -> SysResult<bool> {
         let m = self.meta()?;
-        if m.uid == owner.0 && m.gid == owner.1 {
+        if m.uid == owner.uid && m.gid == owner.gid {
             return Ok(false);
         }
-        let change = Change::chown(&self.path, Owner::new(m.uid, m.gid), Owner::from(owner));
+        let change = Change::chown(&self.path, Owner::new(m.uid, m.gid), owner);
         report.apply(change, true, || {
-            rustix::fs::fchown(&self.fd, Some(uid(owner.0)), Some(gid(owner.1)))
+            rustix::fs::fchown(&self.fd, Some(uid(owner.uid)), Some(gid(owner.gid)))
                 .map_err(|e| SysError::new("chown", &self.path, e))?;
             Ok(true)
         })
@@ -891,8 +890,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("taken")).unwrap();
         let d = anchor(&t);
-        assert!(!d.mkdir("taken", 0o755, Some((10000, 10000))).unwrap());
-        assert!(d.mkdir("new", 0o750, Some((10000, 10000))).unwrap());
+        assert!(!d.mkdir("taken", 0o755, Some(Owner::new(10000, 10000))).unwrap());
+        assert!(d.mkdir("new", 0o750, Some(Owner::new(10000, 10000))).unwrap());
         let mut names: Vec<String> = std::fs::read_dir(t.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1000,7 +999,7 @@ mod tests {
         let r = report();
         let chown = |n: &str| {
             let m = d.stat(n).unwrap().unwrap();
-            d.chown_entry(&r, OsStr::new(n), &m, (10000, 10000), 5678)
+            d.chown_entry(&r, OsStr::new(n), &m, Owner::new(10000, 10000), 5678)
                 .unwrap()
         };
         assert!(chown("gid-only"), "only the group differed");
@@ -1250,7 +1249,7 @@ mod tests {
         let m = d.stat("f").unwrap().unwrap();
         let r = report();
         assert!(!d
-            .chown_entry(&r, OsStr::new("f"), &m, (m.uid, m.gid), m.uid)
+            .chown_entry(&r, OsStr::new("f"), &m, Owner::new(m.uid, m.gid), m.uid)
             .unwrap());
         assert!(d.chmod_entry(&r, OsStr::new("f"), &m, 0o600, m.uid).unwrap());
         let m2 = d.stat("f").unwrap().unwrap();

@@ -21,13 +21,14 @@ use crate::accounts::Account;
 use crate::display::display_path;
 use crate::error::SysResult;
 use crate::guarded::{Dir, Meta};
+use crate::owner::Owner;
 use crate::report::Report;
 
 /// The runtime user's identity as the repair judges entries against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
     /// The owner entries are given (u:g).
-    pub owner: (u32, u32),
+    pub owner: Owner,
     /// The runtime user's groups (its gid and every group listing it), for the read check.
     pub groups: Vec<u32>,
     /// The uids whose entries are the runtime user's own: u₀ (before a remap) and the previous runtime
@@ -60,7 +61,7 @@ impl Handover {
             }
         }
         Handover {
-            owner: (account.uid, account.gid),
+            owner: Owner::new(account.uid, account.gid),
             groups: account.group_set(),
             own_uids,
             hardlink_ok_uid: u0,
@@ -78,7 +79,7 @@ impl Handover {
         is_dir: bool,
         is_symlink: bool,
     ) -> Verdict {
-        if (uid, gid) == self.owner {
+        if Owner::new(uid, gid) == self.owner {
             return Verdict::Right;
         }
         if !is_dir && !is_symlink && nlink > 1 && uid != self.hardlink_ok_uid {
@@ -145,8 +146,8 @@ fn warn_left(report: &Report, path: &Path, m: &Meta, h: &Handover) {
         m.uid,
         m.gid,
         m.perm,
-        h.owner.0,
-        h.owner.1,
+        h.owner.uid,
+        h.owner.gid,
         display_path(path)
     ));
 }

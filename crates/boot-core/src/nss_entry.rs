@@ -114,7 +114,7 @@ pub fn secure_run_dir(root: &RootPrefix, report: &Report) {
     }
     let result = run
         .chmod_self(report, meta.perm & !0o7022)
-        .and_then(|_| run.chown_self(report, (0, 0)));
+        .and_then(|_| run.chown_self(report, crate::owner::Owner::ROOT));
     match result {
         // A read-only root without a tmpfs on /run: s6-overlay mounts its own there.
         Err(e) if e.errno == nix::errno::Errno::EROFS => {}

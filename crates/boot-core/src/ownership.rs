@@ -263,7 +263,7 @@ enum Flow {
 
 struct Walk<'r> {
     report: &'r Report,
-    owner: (u32, u32),
+    owner: Owner,
     handover: &'r Handover,
     /// Entries left with their owner because the runtime user could not read them ([`Verdict::Unreadable`]).
     left: u64,
@@ -658,7 +658,7 @@ impl<'r> Walk<'r> {
                 return Flow::Continue;
             }
         }
-        let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
+        let (u, g) = (guarded::uid(self.owner.uid), guarded::gid(self.owner.gid));
         let kind = FileType::from_raw_mode(st.st_mode);
         let mut pinned = false;
         let change = || self.chown_change(self.entry_path(name), st.st_uid, st.st_gid);
@@ -733,7 +733,7 @@ impl<'r> Walk<'r> {
         let Some((path, uid, gid, perm)) = &self.first_left else {
             return;
         };
-        let (u, g) = self.owner;
+        let Owner { uid: u, gid: g } = self.owner;
         let fix = if self.left == 1 {
             format!("chown -R {u}:{g} {}", display_bytes(path))
         } else {
@@ -791,7 +791,7 @@ read-only volume?); ownership repair stops for this boot — continuing"
     }
 
     fn chown_change(&self, path: PathBuf, uid: u32, gid: u32) -> Change {
-        Change::chown(path, Owner::new(uid, gid), Owner::from(self.owner))
+        Change::chown(path, Owner::new(uid, gid), self.owner)
     }
 
     /// Changes the top directory's own owner (after its contents) and pops it, re-acquiring the parent's
@@ -802,9 +802,9 @@ read-only volume?); ownership repair stops for this boot — continuing"
         };
         let dir_path = || Path::new(OsStr::from_bytes(&self.path[..frame.path_len])).to_path_buf();
         let mut flow = Flow::Continue;
-        if frame.id.uid != self.owner.0 || frame.id.gid != self.owner.1 {
+        if frame.id.uid != self.owner.uid || frame.id.gid != self.owner.gid {
             let change = || self.chown_change(dir_path(), frame.id.uid, frame.id.gid);
-            let (u, g) = (guarded::uid(self.owner.0), guarded::gid(self.owner.1));
+            let (u, g) = (guarded::uid(self.owner.uid), guarded::gid(self.owner.gid));
             let result = self.report.apply_if(change, || match frame.fd.as_ref() {
                 Some(fd) => rustix::fs::fchown(fd, Some(u), Some(g)).map(|()| true),
                 None => Ok(false),

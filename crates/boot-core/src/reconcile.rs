@@ -21,6 +21,7 @@ use crate::gateway_state::{
     display_prior, is_running, read_prior_exit, read_prior_state, PriorExit, PriorState, STATE_FILE,
 };
 use crate::guarded::{euid, Dir, Entry};
+use crate::owner::Owner;
 use crate::profiles::{
     is_dashboard_container, is_legacy_gateway_run, list_profiles, multiplex_flag, read_container_argv,
     truthy_t2, DEFAULT_PROFILE,
@@ -168,8 +169,8 @@ pub(crate) fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
 
 /// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
 /// Also skipped once root was refused a chown in this process (no CAP_CHOWN): files are then root's.
-pub(crate) fn owner_for(account: &Account) -> Option<(u32, u32)> {
-    (euid() == 0 && !chown_refused()).then_some((account.uid, account.gid))
+pub(crate) fn owner_for(account: &Account) -> Option<Owner> {
+    (euid() == 0 && !chown_refused()).then_some(Owner::new(account.uid, account.gid))
 }
 
 /// Warns about `e`, except that a refused chown is folded into the one warning per process that says
@@ -187,7 +188,7 @@ pub fn ownership_for(account: &Account, mode: SlotMode) -> SlotOwnership {
     }
     match mode {
         SlotMode::RootOwned => SlotOwnership::Root { group: account.gid },
-        SlotMode::UserOwned => SlotOwnership::User(Some((account.uid, account.gid))),
+        SlotMode::UserOwned => SlotOwnership::User(Some(Owner::new(account.uid, account.gid))),
     }
 }
 
@@ -468,7 +469,7 @@ fn prepare_scandir(
     report: &Report,
     path: &Path,
     mode: SlotMode,
-    owner: Option<(u32, u32)>,
+    owner: Option<Owner>,
     user: &str,
 ) -> Option<Dir> {
     let scandir = match Dir::open_anchor(root, path) {
@@ -507,7 +508,7 @@ fn prepare_scandir(
     };
     let owner = match mode {
         SlotMode::UserOwned => user_owner,
-        SlotMode::RootOwned => (0, 0),
+        SlotMode::RootOwned => Owner::ROOT,
     };
     if let Err(e) = scandir.chown_self(report, owner) {
         warn_sys(report, &e, user);
@@ -534,7 +535,7 @@ fn prepare_scandir(
             for name in ["control", "lock"] {
                 let result = ctl.stat(name).and_then(|m| match m {
                     Some(m) if !m.is_symlink() => {
-                        ctl.chown_entry(report, OsStr::new(name), &m, owner, user_owner.0)
+                        ctl.chown_entry(report, OsStr::new(name), &m, owner, user_owner.uid)
                     }
                     Some(_) => {
                         report.warn_refusing("chown", &ctl.child(name));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::display::display_path;
 use crate::error::{SysError, SysResult};
 use crate::guarded::{Dir, Entry};
+use crate::owner::Owner;
 use crate::profiles::DEFAULT_PROFILE;
 use crate::reconcile::{error_line, host, open_profile_dir, Places, EXIT_TIMEOUT};
 use crate::report::{Change, Report};
@@ -37,11 +38,7 @@ pub fn unregister_requested(dir: &Dir) -> SysResult<bool> {
 
 /// Records `unregister`'s request in the profile directory ([`UNREGISTER_MARKER`]), so neither the
 /// registrar nor the next boot gives the profile a slot while its directory exists.
-pub fn record_unregister_request(
-    dir: &Dir,
-    report: &Report,
-    owner: Option<(u32, u32)>,
-) -> Result<(), SysError> {
+pub fn record_unregister_request(dir: &Dir, report: &Report, owner: Option<Owner>) -> Result<(), SysError> {
     crate::atomic::create_exclusive(dir, report, OsStr::new(UNREGISTER_MARKER), b"", 0o644, owner).map(|_| ())
 }
 

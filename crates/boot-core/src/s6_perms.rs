@@ -57,7 +57,13 @@ fn grant(dir: &Dir, report: &Report, name: &str, kind: FileType, group: u32, mod
     }
     // root-owned entries in root's tree: the hard-link exception is for root itself.
     let result = dir
-        .chown_entry(report, OsStr::new(name), &m, (0, group), 0)
+        .chown_entry(
+            report,
+            OsStr::new(name),
+            &m,
+            crate::owner::Owner::new(0, group),
+            0,
+        )
         .and_then(|_| {
             // Re-read: a chown may clear the setgid bit of a non-directory.
             let m = dir.stat(name)?.unwrap_or(m);

@@ -19,6 +19,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use crate::display::display_path;
 use crate::error::{SysError, SysResult};
 use crate::guarded::{chmod_pinned, euid, gid, uid, Dir, Entry};
+use crate::owner::Owner;
 use crate::profiles::{validate_profile_name, DEFAULT_PROFILE};
 use crate::report::{Change, Report};
 
@@ -162,7 +163,7 @@ pub enum SlotOwnership {
     Root { group: u32 },
     /// Every entry `u:g` (`Some`) or the caller's (`None`, not running as root): RP-11 as upstream, which
     /// lets the runtime user gain root (B15). `HERMES_GATEWAY_SLOTS=user-owned`.
-    User(Option<(u32, u32)>),
+    User(Option<Owner>),
     /// Root may not give owners away (no CAP_CHOWN, see [`chown_refused`]): the `Root` layout and modes,
     /// every entry left as created — root:root — so the runtime user cannot control these gateways.
     Creator,
@@ -170,9 +171,9 @@ pub enum SlotOwnership {
 
 impl SlotOwnership {
     /// Owner of the slot's directories and files.
-    fn files(self) -> Option<(u32, u32)> {
+    fn files(self) -> Option<Owner> {
         match self {
-            SlotOwnership::Root { .. } => Some((0, 0)),
+            SlotOwnership::Root { .. } => Some(Owner::ROOT),
             SlotOwnership::User(o) => o,
             SlotOwnership::Creator => None,
         }
@@ -187,7 +188,7 @@ impl SlotOwnership {
     /// the other layout is replaced by the registrar).
     pub fn matches(self, slot: &crate::guarded::Meta) -> bool {
         match self.files() {
-            Some((u, g)) => slot.uid == u && slot.gid == g,
+            Some(Owner { uid: u, gid: g }) => slot.uid == u && slot.gid == g,
             None => true,
         }
     }
@@ -243,7 +244,7 @@ impl SlotSpec<'_> {
     /// Whether the scripts will be owned by uid 0 (RP-13's `exec` rule).
     pub fn scripts_are_roots(&self) -> bool {
         match self.ownership.files() {
-            Some((u, _)) => u == 0,
+            Some(Owner { uid: u, .. }) => u == 0,
             None => euid() == 0,
         }
     }
@@ -290,21 +291,14 @@ impl Builder {
 
     /// The owner to set on a new entry, if it did not get `owner` at creation: the creator's ids, or the
     /// group of a setgid parent (`setgid_gid`).
-    fn chown_to(&self, owner: Option<(u32, u32)>, setgid_gid: Option<u32>) -> Option<(u32, u32)> {
-        let given = (self.euid, setgid_gid.unwrap_or(self.egid));
+    fn chown_to(&self, owner: Option<Owner>, setgid_gid: Option<u32>) -> Option<Owner> {
+        let given = Owner::new(self.euid, setgid_gid.unwrap_or(self.egid));
         owner.filter(|o| *o != given)
     }
 
     /// `dir/name`, a new file (never through a symlink) with `content`, `mode` and `owner`. Its parent was
     /// made by this builder and is not setgid.
-    fn file(
-        &self,
-        dir: &Dir,
-        name: &str,
-        content: &[u8],
-        mode: u32,
-        owner: Option<(u32, u32)>,
-    ) -> SysResult<()> {
+    fn file(&self, dir: &Dir, name: &str, content: &[u8], mode: u32, owner: Option<Owner>) -> SysResult<()> {
         let path = dir.child(name);
         let fd = rustix::fs::openat(
             dir.fd(),
@@ -318,7 +312,7 @@ impl Builder {
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
                 .map_err(|e| SysError::new("chmod", &path, e))?;
         }
-        if let Some((u, g)) = self.chown_to(owner, None) {
+        if let Some(Owner { uid: u, gid: g }) = self.chown_to(owner, None) {
             rustix::fs::fchown(&fd, Some(uid(u)), Some(gid(g)))
                 .map_err(|e| SysError::new("chown", &path, e))?;
         }
@@ -334,7 +328,7 @@ impl Builder {
         setgid_gid: Option<u32>,
         name: &str,
         mode: u32,
-        owner: Option<(u32, u32)>,
+        owner: Option<Owner>,
     ) -> SysResult<Dir> {
         let path = dir.child(name);
         rustix::fs::mkdirat(dir.fd(), name, Mode::from_raw_mode(mode & 0o777))
@@ -348,7 +342,7 @@ impl Builder {
             rustix::fs::fchmod(made.fd(), Mode::from_raw_mode(mode))
                 .map_err(|e| SysError::new("chmod", &path, e))?;
         }
-        if let Some((u, g)) = self.chown_to(owner, setgid_gid) {
+        if let Some(Owner { uid: u, gid: g }) = self.chown_to(owner, setgid_gid) {
             rustix::fs::fchown(made.fd(), Some(uid(u)), Some(gid(g)))
                 .map_err(|e| SysError::new("chown", &path, e))?;
         }
@@ -357,7 +351,7 @@ impl Builder {
 
     /// `dir/name`, a new directory that stays empty here. Its parent was made by this builder and is
     /// not setgid.
-    fn leaf_dir(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+    fn leaf_dir(&self, dir: &Dir, name: &str, mode: u32, owner: Option<Owner>) -> SysResult<()> {
         if !self.private {
             return self.mkdir(dir, None, name, mode, owner).map(drop);
         }
@@ -369,12 +363,12 @@ impl Builder {
 
     /// Mode, then owner, of an entry of a private tree, by name (`fchmodat` follows a symlink, but
     /// nobody but root can have put one there).
-    fn set_by_name(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+    fn set_by_name(&self, dir: &Dir, name: &str, mode: u32, owner: Option<Owner>) -> SysResult<()> {
         if self.needs_chmod(mode, false) {
             rustix::fs::chmodat(dir.fd(), name, Mode::from_raw_mode(mode), AtFlags::empty())
                 .map_err(|e| SysError::new("chmod", dir.child(name), e))?;
         }
-        if let Some((u, g)) = self.chown_to(owner, None) {
+        if let Some(Owner { uid: u, gid: g }) = self.chown_to(owner, None) {
             rustix::fs::chownat(
                 dir.fd(),
                 name,
@@ -390,7 +384,7 @@ impl Builder {
     /// A FIFO with an exact mode and owner. Outside a private tree they are set on the pinned inode (a
     /// FIFO cannot be opened without a reader, and its name could be swapped meanwhile). Its parent was
     /// made by this builder and is not setgid.
-    fn fifo(&self, dir: &Dir, name: &str, mode: u32, owner: Option<(u32, u32)>) -> SysResult<()> {
+    fn fifo(&self, dir: &Dir, name: &str, mode: u32, owner: Option<Owner>) -> SysResult<()> {
         let path = dir.child(name);
         rustix::fs::mknodat(
             dir.fd(),
@@ -423,7 +417,7 @@ impl Builder {
         if chmod {
             chmod_pinned(&fd, mode).map_err(|e| SysError::new("chmod", &path, e))?;
         }
-        if let Some((u, g)) = chown {
+        if let Some(Owner { uid: u, gid: g }) = chown {
             rustix::fs::chownat(&fd, c"", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
                 .map_err(|e| SysError::new("chown", &path, e))?;
         }
@@ -435,7 +429,7 @@ impl Builder {
     fn skeleton(&self, dir: &Dir, ownership: SlotOwnership) -> SysResult<()> {
         let (owner, event, supervise, control) = match ownership {
             SlotOwnership::Root { group } => (
-                Some((0, group)),
+                Some(Owner::new(0, group)),
                 ROOT_EVENT_MODE,
                 ROOT_SUPERVISE_MODE,
                 ROOT_CONTROL_MODE,
@@ -730,9 +724,9 @@ mod tests {
     #[test]
     fn each_ownership_gives_its_owner_and_recognises_its_slots() {
         let root = SlotOwnership::Root { group: 10000 };
-        let user = SlotOwnership::User(Some((10000, 10001)));
-        assert_eq!(root.files(), Some((0, 0)));
-        assert_eq!(user.files(), Some((10000, 10001)));
+        let user = SlotOwnership::User(Some(Owner::new(10000, 10001)));
+        assert_eq!(root.files(), Some(Owner::new(0, 0)));
+        assert_eq!(user.files(), Some(Owner::new(10000, 10001)));
         assert_eq!(SlotOwnership::User(None).files(), None);
         assert_eq!(SlotOwnership::Creator.files(), None);
         assert!(root.chowns() && user.chowns());
@@ -771,8 +765,8 @@ mod tests {
             umask: Some(0o022),
         };
         assert!(spec(SlotOwnership::Root { group: 1 }).scripts_are_roots());
-        assert!(!spec(SlotOwnership::User(Some((10000, 10000)))).scripts_are_roots());
-        assert!(spec(SlotOwnership::User(Some((0, 10000)))).scripts_are_roots());
+        assert!(!spec(SlotOwnership::User(Some(Owner::new(10000, 10000)))).scripts_are_roots());
+        assert!(spec(SlotOwnership::User(Some(Owner::new(0, 10000)))).scripts_are_roots());
         assert_eq!(spec(SlotOwnership::Creator).scripts_are_roots(), euid() == 0);
     }
 
@@ -793,14 +787,24 @@ mod tests {
         assert!(b.needs_chmod(0o755, true), "a setgid parent passes its bit on");
         let unknown = Builder { umask: None, ..b };
         assert!(unknown.needs_chmod(0o755, false));
-        assert_eq!(b.chown_to(Some((0, 0)), None), None, "created root:root already");
-        assert_eq!(b.chown_to(Some((0, 10000)), None), Some((0, 10000)));
         assert_eq!(
-            b.chown_to(Some((0, 10000)), Some(10000)),
+            b.chown_to(Some(Owner::new(0, 0)), None),
+            None,
+            "created root:root already"
+        );
+        assert_eq!(
+            b.chown_to(Some(Owner::new(0, 10000)), None),
+            Some(Owner::new(0, 10000))
+        );
+        assert_eq!(
+            b.chown_to(Some(Owner::new(0, 10000)), Some(10000)),
             None,
             "the setgid parent gave the group"
         );
-        assert_eq!(b.chown_to(Some((0, 0)), Some(10000)), Some((0, 0)));
+        assert_eq!(
+            b.chown_to(Some(Owner::new(0, 0)), Some(10000)),
+            Some(Owner::new(0, 0))
+        );
         assert_eq!(b.chown_to(None, None), None);
     }
 

@@ -118,7 +118,7 @@ fn drift(
     out: &mut Vec<Finding>,
 ) {
     let handover = Handover::new(account, account.uid, previous);
-    let (u, g) = handover.owner;
+    let crate::owner::Owner { uid: u, gid: g } = handover.owner;
     let mut clean = 0;
     let mut present = 0;
     let mut left_alone = 0usize;

@@ -30,7 +30,7 @@ fn tempdir() -> tempfile::TempDir {
 /// is handed over where U could read it.
 fn handover() -> Handover {
     Handover {
-        owner: U,
+        owner: U.into(),
         groups: vec![U.1],
         own_uids: vec![U.0],
         hardlink_ok_uid: U.0,

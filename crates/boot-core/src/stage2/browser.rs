@@ -174,7 +174,7 @@ fn export(ctx: &Ctx, value: &Path) {
     };
     let name = OsStr::new(EXPORT_NAME);
     let content = value.as_os_str().as_bytes();
-    let owner = ctx.is_root.then_some((0, 0));
+    let owner = ctx.is_root.then_some(Owner::ROOT);
     if let Ok(Some(m)) = dir.stat(name) {
         if m.is_file() && m.perm == 0o644 && (!ctx.is_root || (m.uid, m.gid) == (0, 0)) {
             if let Ok(Entry::Found(old)) = dir.read_regular(name, 1 << 16) {

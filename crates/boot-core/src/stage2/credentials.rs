@@ -9,7 +9,6 @@ use crate::atomic::{self, Created};
 use crate::display::display_path;
 use crate::guarded::{Dir, Entry};
 use crate::handover::{hand_over_dir, hand_over_entry};
-use crate::owner::Owner;
 use crate::report::Change;
 
 use super::app_helpers::{image_path_exists, run_helper};
@@ -280,8 +279,7 @@ fn create_residence(ctx: &Ctx, ah: &Path, rd: &Path) -> Option<Dir> {
     };
     match make_image_dirs(ctx.root, report, ah_parent) {
         Ok(true) => {
-            let change =
-                Change::made("create directory", ah, 0o700).owned_by(ctx.new_file_owner().map(Owner::from));
+            let change = Change::made("create directory", ah, 0o700).owned_by(ctx.new_file_owner());
             report.plan_only(change);
             return None;
         }
@@ -341,8 +339,7 @@ pub fn auth_json_bootstrap(ctx: &Ctx, residence: &Residence) {
             match create_residence(ctx, ah, rd) {
                 Some(d) => d,
                 None => {
-                    let change = Change::made("create", rd.join(name), 0o600)
-                        .owned_by(ctx.new_file_owner().map(Owner::from));
+                    let change = Change::made("create", rd.join(name), 0o600).owned_by(ctx.new_file_owner());
                     return ctx.report.plan_only(change);
                 }
             }

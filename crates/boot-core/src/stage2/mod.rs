@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use crate::accounts::Account;
 use crate::config::{Config, Env};
 use crate::guarded::Dir;
+use crate::owner::Owner;
 use crate::report::{plural, Report};
 use crate::root::RootPrefix;
 
@@ -63,12 +64,12 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// u:g
-    pub fn owner(&self) -> (u32, u32) {
-        (self.account.uid, self.account.gid)
+    pub fn owner(&self) -> Owner {
+        Owner::new(self.account.uid, self.account.gid)
     }
 
     /// The owner new files get: u:g when root (files a non-root run creates are its own anyway).
-    pub fn new_file_owner(&self) -> Option<(u32, u32)> {
+    pub fn new_file_owner(&self) -> Option<Owner> {
         self.is_root.then(|| self.owner())
     }
 

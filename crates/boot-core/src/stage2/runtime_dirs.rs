@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use crate::display::display_path;
 use crate::guarded::{euid, Dir, Entry};
-use crate::owner::Owner;
 use crate::report::Change;
 
 use super::Ctx;
@@ -54,7 +53,7 @@ fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
         Ok((Entry::Symlink, at)) => return report.warn_refusing("create", &at),
         Ok((Entry::Missing, _)) => {
             // Dry run: the parents would be created, and then the directory.
-            let owner = ctx.new_file_owner().map(Owner::from);
+            let owner = ctx.new_file_owner();
             return report.plan_only(Change::made("create directory", path, mode).owned_by(owner));
         }
         Ok((Entry::Other(_), at)) => {

@@ -117,7 +117,7 @@ pub fn repair_ownership(ctx: &Ctx) {
         return;
     }
     let Some(home) = &ctx.home_dir else { return };
-    let (u, g) = ctx.owner();
+    let crate::owner::Owner { uid: u, gid: g } = ctx.owner();
     let hmeta = match home.meta() {
         Ok(m) => m,
         Err(e) => return ctx.report.warn_err(&e),
@@ -170,7 +170,7 @@ pub fn repair_ownership(ctx: &Ctx) {
     }
     if targeted {
         // Last, so an interrupted repair is retried on the next boot.
-        if let Err(e) = home.chown_self(ctx.report, (u, g)) {
+        if let Err(e) = home.chown_self(ctx.report, ctx.owner()) {
             ctx.report.warn_err(&e);
         }
     }
@@ -261,7 +261,7 @@ pub fn seed_directory_tree(ctx: &Ctx) {
             }
         }
     };
-    let owner = Some(ctx.owner().into());
+    let owner = Some(ctx.owner());
     // What a dry run planned but could not make: the directories below those are planned too.
     let mut only_planned: Vec<&str> = Vec::new();
     for rel in SEEDED_DIRS {
