@@ -76,12 +76,12 @@ pub fn unprivileged(account: Account) -> Account {
 }
 
 /// `--runtime-user`, else `HERMES_BOOT_USER`, else `hermes`.
-pub fn runtime_user_name(arg: Option<String>, env: &crate::config::Env) -> String {
+pub fn runtime_user_name(arg: Option<String>, env_value: Option<&std::ffi::OsStr>) -> String {
     // A non-UTF-8 value is kept visible (as `\xNN`) so the lookup fails naming it, instead of silently
     // falling back to the default user.
     arg.filter(|s| !s.is_empty())
         .or_else(|| {
-            env.get(ENV_USER)
+            env_value
                 .map(|v| crate::display::display_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v)))
                 .filter(|s| !s.is_empty())
         })
@@ -219,9 +219,6 @@ other:x:abc:1::/x:/bin/sh\n";
 
     #[test]
     fn runtime_user_name_prefers_argument() {
-        assert_eq!(
-            runtime_user_name(Some("svc".into()), &crate::config::Env::default()),
-            "svc"
-        );
+        assert_eq!(runtime_user_name(Some("svc".into()), None), "svc");
     }
 }

@@ -24,7 +24,6 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::error::{SysError, SysResult};
 use crate::guarded::{Dir, Entry, Meta};
-use crate::owner::Owner;
 use crate::report::{Change, Report};
 use crate::root::RootPrefix;
 
@@ -75,22 +74,6 @@ impl Dir {
     }
 }
 
-/// Plans (in a dry run: [`Report::plan_only`]) the directories `below` a directory the dry run only
-/// planned, one per component.
-pub(crate) fn plan_below<S: AsRef<std::ffi::OsStr>>(
-    report: &Report,
-    planned: &Path,
-    below: impl Iterator<Item = S>,
-    mode: u32,
-    owner: Option<Owner>,
-) {
-    let mut at = planned.to_path_buf();
-    for name in below {
-        at.push(name.as_ref());
-        report.plan_only(Change::made("create directory", &at, mode).owned_by(owner));
-    }
-}
-
 /// Resolves every component of `path` as a directory under the rule above and returns the last,
 /// opened `O_NOFOLLOW`. With `create`, missing components are made (root 0755, like `mkdir -p`), and a
 /// dry run reports the first one and returns `Missing`. The path alongside names the component the
@@ -135,7 +118,7 @@ pub fn resolve(root: &RootPrefix, path: &Path, create: Option<&Report>) -> SysRe
                 if !report.apply(Change::made("create directory", &at, 0o755), false, || {
                     cur.mkdir(&name, 0o755, None).map(|_| true)
                 })? {
-                    plan_below(report, &at, todo.iter(), 0o755, None);
+                    report.plan_below(&at, todo.iter(), 0o755, None);
                     return Ok((Entry::Missing, at));
                 }
                 // Pushed back: the new directory is opened (and checked) like any other.

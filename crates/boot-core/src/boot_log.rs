@@ -11,17 +11,35 @@ use rustix::fs::{FileType, Mode, OFlags};
 use crate::accounts::Account;
 use crate::atomic::NewFile;
 use crate::error::SysError;
-use crate::gateway_state::display_prior;
+use crate::gateway_state::{display_prior, PriorExit, PriorState};
 use crate::guarded::{euid, Dir, Entry};
-use crate::reconcile::{owner_for, Action};
 use crate::report::{Change, Report};
-use crate::s6_slot::note_chown_refusal;
+use crate::s6_slot::{note_chown_refusal, owner_for};
 
 /// The log's name in `H/logs`, and the name the previous one is rotated to.
 pub const BOOT_LOG: &str = "container-boot.log";
 const BOOT_LOG_OLD: &str = "container-boot.log.1";
 /// Rotation threshold (RP-16).
 pub const BOOT_LOG_ROTATE_AT: u64 = 262_144;
+
+/// One published slot, for the report (RP-17) and the boot log (RP-16).
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub profile: String,
+    pub prior: Option<PriorState>,
+    pub started: bool,
+    pub prior_exit: PriorExit,
+}
+
+impl Action {
+    pub fn verb(&self) -> &'static str {
+        if self.started {
+            "started"
+        } else {
+            "registered"
+        }
+    }
+}
 
 /// Local time as `YYYY-MM-DDTHH:MM:SS±hhmm`.
 pub fn local_timestamp(epoch: i64) -> String {
@@ -226,7 +244,6 @@ pub(crate) fn append(home: &Dir, report: &Report, actions: &[Action], account: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway_state::{PriorExit, PriorState};
 
     #[test]
     fn timestamp_shape() {

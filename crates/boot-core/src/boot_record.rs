@@ -157,6 +157,12 @@ fn record_dir(root: &RootPrefix, create: bool) -> SysResult<Option<Dir>> {
     Ok(Some(dir))
 }
 
+impl crate::report::Keeper for BootRecord {
+    fn keep(&self, line: &str) {
+        self.add(line);
+    }
+}
+
 /// Starts (`new_boot`) or resumes the record for `report`'s warnings. Nothing for a dry run, a tree
 /// without `/run` (a test's), or a boot that has not started one; a record that cannot be kept is said
 /// in one line and the program goes on.

@@ -25,8 +25,8 @@ impl Config {
 
     pub fn with_env(root: Option<PathBuf>, user: Option<String>, env: Env) -> Config {
         Config {
-            root: RootPrefix::from_arg_or(root, &env),
-            user: crate::accounts::runtime_user_name(user, &env),
+            root: RootPrefix::from_arg_or(root, env.get(crate::root::ENV_ROOT)),
+            user: crate::accounts::runtime_user_name(user, env.get(crate::accounts::ENV_USER)),
             env,
         }
     }

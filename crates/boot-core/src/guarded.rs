@@ -280,7 +280,7 @@ impl Dir {
                         Entry::Missing => {
                             // A dry run: nothing deeper can exist below a directory that is not there
                             // yet, and all of it is planned.
-                            crate::anchor::plan_below(report, &at, comps[i + 1..].iter(), mode, owner);
+                            report.plan_below(&at, comps[i + 1..].iter(), mode, owner);
                             return Ok((Entry::Missing, at));
                         }
                         other => return Ok((other, at)),

@@ -15,6 +15,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::accounts::{lookup, Account};
 use crate::atomic::{create_exclusive, Created};
+use crate::boot_log::Action;
 use crate::display::display_path;
 use crate::error::SysError;
 use crate::gateway_state::{
@@ -31,8 +32,8 @@ use crate::requests::{unregister_requested, UNREGISTER_MARKER};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
-    chown_refused, install_slot, is_leftover_name, note_chown_refusal, old_name, slot_name, Publish,
-    SlotError, SlotOwnership, SlotSpec,
+    install_slot, is_leftover_name, note_chown_refusal, old_name, owner_for, slot_name, Publish, SlotError,
+    SlotOwnership, SlotSpec,
 };
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";
@@ -167,12 +168,6 @@ pub(crate) fn resolve_user(root: &RootPrefix, user: &str) -> Option<Account> {
     }
 }
 
-/// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
-/// Also skipped once root was refused a chown in this process (no CAP_CHOWN): files are then root's.
-pub(crate) fn owner_for(account: &Account) -> Option<Owner> {
-    (euid() == 0 && !chown_refused()).then_some(Owner::new(account.uid, account.gid))
-}
-
 /// Warns about `e`, except that a refused chown is folded into the one warning per process that says
 /// the runtime user cannot control gateways ([`note_chown_refusal`]).
 fn warn_sys(report: &Report, e: &SysError, user: &str) {
@@ -268,25 +263,6 @@ pub fn open_profile_dir(root: &RootPrefix, home: &Path, profile: &str) -> Result
 // ---------------------------------------------------------------------------------------------------
 // Boot mode
 
-/// One published slot, for the report (RP-17) and the boot log (RP-16).
-#[derive(Debug, Clone)]
-pub struct Action {
-    pub profile: String,
-    pub prior: Option<PriorState>,
-    pub started: bool,
-    pub prior_exit: PriorExit,
-}
-
-impl Action {
-    pub(crate) fn verb(&self) -> &'static str {
-        if self.started {
-            "started"
-        } else {
-            "registered"
-        }
-    }
-}
-
 /// Boot mode (RP-01 … RP-17); returns the exit code.
 pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places) -> u8 {
     let Some(account) = resolve_user(root, user) else {
@@ -315,15 +291,13 @@ pub fn run_boot(root: &RootPrefix, report: &Report, user: &str, places: &Places)
         report.info("skipping (dashboard container — does not need per-profile gateways)");
         return 0;
     }
-    let _lock = match (&scandir, report.dry_run()) {
-        (Some(s), false) => match lock_scandir(s) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                report.warn_err(&e);
-                None
-            }
-        },
-        _ => None,
+    let _lock = match scandir.as_ref().map(|s| lock_for_change(report, s)) {
+        Some(Ok(fd)) => fd,
+        Some(Err(e)) => {
+            report.warn_err(&e);
+            None
+        }
+        None => None,
     };
 
     let home = open_home(root, report, &places.home);

@@ -18,7 +18,6 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-use crate::boot_record::BootRecord;
 use crate::display::display_path;
 use crate::error::SysError;
 use crate::owner::Owner;
@@ -51,7 +50,7 @@ pub struct Report {
     /// Changes made, or in a dry run planned.
     changes: AtomicU32,
     /// Where warnings and errors are also kept for the doctor, once the program has opened it.
-    record: OnceLock<BootRecord>,
+    record: OnceLock<Box<dyn Keeper>>,
 }
 
 impl Report {
@@ -103,8 +102,8 @@ impl Report {
     }
 
     /// From now on, warning and error lines are also added to `record`.
-    pub fn keep_record(&self, record: BootRecord) {
-        let _ = self.record.set(record);
+    pub fn keep_record(&self, record: impl Keeper + 'static) {
+        let _ = self.record.set(Box::new(record));
     }
 
     /// `<prefix> <msg>`
@@ -205,6 +204,22 @@ impl Report {
         Ok(made)
     }
 
+    /// [`Report::plan_only`] of the directories `below` a directory a dry run only planned, one per
+    /// component: what `mkdir -p` would make there.
+    pub fn plan_below<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        planned: &Path,
+        below: impl Iterator<Item = S>,
+        mode: u32,
+        owner: Option<Owner>,
+    ) {
+        let mut at = planned.to_path_buf();
+        for name in below {
+            at.push(name.as_ref());
+            self.plan_only(Change::made("create directory", &at, mode).owned_by(owner));
+        }
+    }
+
     /// A change already made by a transaction that commits several at once (the account files), or in a
     /// dry run planned by it.
     pub fn record(&self, change: Change) {
@@ -274,7 +289,7 @@ impl Report {
     fn recorded_line(&self, sink: Sink, text: &str) {
         self.line(sink, text);
         if let Some(r) = self.record.get() {
-            r.add(text);
+            r.keep(text);
         }
     }
 
@@ -308,6 +323,11 @@ fn warning_event(text: &str, err: &SysError) -> Value {
         None => event["errno"] = json!(format!("{:?}", err.errno)),
     }
     event
+}
+
+/// Where warning and error lines are kept beyond the log: the boot record ([`crate::boot_record`]).
+pub trait Keeper: Send + Sync + std::fmt::Debug {
+    fn keep(&self, line: &str);
 }
 
 /// What [`Report::apply`] takes: a [`Change`], or a closure that builds one, for a caller whose real run

@@ -31,10 +31,10 @@ impl RootPrefix {
     }
 
     /// `--root` wins; otherwise `HERMES_BOOT_ROOT` (empty means no prefix).
-    pub fn from_arg_or(arg: Option<PathBuf>, env: &crate::config::Env) -> Self {
+    pub fn from_arg_or(arg: Option<PathBuf>, env_value: Option<&std::ffi::OsStr>) -> Self {
         match arg {
             Some(d) => RootPrefix::new(d),
-            None => RootPrefix::new(env.get(ENV_ROOT).unwrap_or_default()),
+            None => RootPrefix::new(env_value.unwrap_or_default()),
         }
     }
 

@@ -202,6 +202,12 @@ pub fn chown_refused() -> bool {
     CHOWN_REFUSED.load(Ordering::Relaxed)
 }
 
+/// u:g when running as root; otherwise the caller's identity is kept and ownership steps are skipped.
+/// Also skipped once root was refused a chown in this process (no CAP_CHOWN): files are then root's.
+pub(crate) fn owner_for(account: &crate::accounts::Account) -> Option<Owner> {
+    (euid() == 0 && !chown_refused()).then_some(Owner::new(account.uid, account.gid))
+}
+
 /// A chown root may not do here: EPERM without CAP_CHOWN (`docker run --cap-drop CHOWN`), EINVAL for an
 /// id the user namespace does not map. Either way every later chown to the runtime user fails the same.
 pub fn is_chown_refusal(err: &SysError) -> bool {
