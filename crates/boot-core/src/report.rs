@@ -177,13 +177,7 @@ impl Report {
         planned: T,
         act: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
-        if self.dry_run {
-            self.changed(change);
-            return Ok(planned);
-        }
-        let out = act()?;
-        self.changed(change);
-        Ok(out)
+        self.act_or_plan(change, planned, act, |_| true)
     }
 
     /// [`Report::apply`] for an `act` that may find nothing to change (`Ok(false)`): only a change made
@@ -193,15 +187,25 @@ impl Report {
         change: impl Describe,
         act: impl FnOnce() -> Result<bool, E>,
     ) -> Result<bool, E> {
+        self.act_or_plan(change, true, act, |made| *made)
+    }
+
+    fn act_or_plan<T, E>(
+        &self,
+        change: impl Describe,
+        planned: T,
+        act: impl FnOnce() -> Result<T, E>,
+        made: impl FnOnce(&T) -> bool,
+    ) -> Result<T, E> {
         if self.dry_run {
             self.changed(change);
-            return Ok(true);
+            return Ok(planned);
         }
-        let made = act()?;
-        if made {
+        let out = act()?;
+        if made(&out) {
             self.changed(change);
         }
-        Ok(made)
+        Ok(out)
     }
 
     /// [`Report::plan_only`] of the directories `below` a directory a dry run only planned, one per
