@@ -46,6 +46,8 @@ pub struct Report {
     dry_run: bool,
     /// `--json`: events on stdout, human lines on stderr.
     json: bool,
+    /// Under `--json`, the program's stdout, kept for the events alone ([`Report::with_json`]).
+    events: Option<std::fs::File>,
     warnings: AtomicU32,
     /// Changes made, or in a dry run planned.
     changes: AtomicU32,
@@ -61,15 +63,27 @@ impl Report {
             sink,
             dry_run,
             json: false,
+            events: None,
             warnings: AtomicU32::new(0),
             changes: AtomicU32::new(0),
             record: OnceLock::new(),
         }
     }
 
-    /// The same report, printing the `--json` event stream on stdout when `json` is set.
+    /// The same report, printing the `--json` event stream on stdout when `json` is set. The helpers
+    /// and s6 tools a program runs inherit its stdout, and their output must not end up among the
+    /// events: the events get a descriptor of their own for stdout, and descriptor 1 becomes a copy of
+    /// stderr for the rest of the process and its children.
     pub fn with_json(mut self, json: bool) -> Self {
         self.json = json;
+        if json {
+            use std::os::fd::AsFd;
+            if let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() {
+                if rustix::stdio::dup2_stdout(std::io::stderr()).is_ok() {
+                    self.events = Some(std::fs::File::from(out));
+                }
+            }
+        }
         self
     }
 
@@ -277,8 +291,16 @@ impl Report {
     }
 
     fn event(&self, event: &Value) {
-        if self.json {
-            self.write(Sink::Stdout, &event.to_string());
+        if !self.json {
+            return;
+        }
+        match &self.events {
+            Some(out) => {
+                let mut line = event.to_string().into_bytes();
+                line.push(b'\n');
+                let _ = (&*out).write_all(&line);
+            }
+            None => self.write(Sink::Stdout, &event.to_string()),
         }
     }
 

@@ -188,3 +188,33 @@ fn fly_api_socket_is_granted_to_the_runtime_group() {
         ((0, HERMES_GID), 0o775)
     );
 }
+
+#[test]
+fn under_json_what_helpers_print_goes_to_the_log_and_stdout_stays_json() {
+    let r = image();
+    script(
+        &r,
+        PY,
+        "echo \"helper says hello on stdout\"\necho \"helper says hello on stderr\" >&2\nexit 0",
+    );
+    r.write("/opt/hermes/tools/skills_sync.py", "# script\n");
+    r.mkdir("/opt/hermes/skills");
+    let out = stage2_args(&r, &["--json"], &[]);
+    out.assert_code(0);
+    let events = out.json_lines();
+    assert!(
+        events.iter().any(|e| e["action"] == "run"),
+        "the helper ran: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("helper says hello on stdout"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("helper says hello on stderr"),
+        "{}",
+        out.stderr
+    );
+}

@@ -373,3 +373,46 @@ fn invalid_puid_is_ignored_with_a_warning() -> Result<()> {
     assert!(logs.contains("ignoring PUID='0'"), "{logs}");
     Ok(())
 }
+
+/// The `change` events of a `--json` run, sorted (parallel work reports in the order it finishes).
+fn json_changes(c: &Container, args: &str) -> Result<Vec<serde_json::Value>> {
+    let r = c.exec_as("root", &format!("/opt/hermes/docker/bin/stage2-setup {args}"))?;
+    anyhow::ensure!(r.code == 0, "stage2-setup {args}: {r}");
+    let mut v = Vec::new();
+    for l in r.stdout.lines() {
+        let o: serde_json::Value = serde_json::from_str(l)
+            .map_err(|e| anyhow::anyhow!("stdout line is not JSON ({e}): {l}\n{r}"))?;
+        v.push(o);
+    }
+    anyhow::ensure!(
+        v.last().is_some_and(|s| s["type"] == "summary" && s["exit"] == 0),
+        "no closing summary: {r}"
+    );
+    let mut changes: Vec<_> = v.into_iter().filter(|o| o["type"] == "change").collect();
+    changes.sort_by_key(|o| o.to_string());
+    Ok(changes)
+}
+
+#[test]
+fn json_plan_on_the_real_image_is_what_the_real_run_then_does() -> Result<()> {
+    let c = sleeper().start_ready()?;
+    // Drift a booted container picks up: a file left by root in a repaired tree, a .env made readable.
+    c.root_ok("touch /opt/data/cron/left-by-root && chmod 644 /opt/data/.env")?;
+    let plan = json_changes(&c, "--dry-run --json")?;
+    let chown = plan
+        .iter()
+        .find(|o| o["action"] == "chown" && o["path"] == "/opt/data/cron/left-by-root");
+    assert!(chown.is_some_and(|o| o["old_owner"]["uid"] == 0), "{plan:#?}");
+    assert!(
+        plan.iter()
+            .any(|o| o["action"] == "chmod" && o["path"] == "/opt/data/.env" && o["new_mode"] == "0600"),
+        "{plan:#?}"
+    );
+    let real = json_changes(&c, "--json")?;
+    assert_eq!(plan, real, "the real run did other than its plan");
+    assert_eq!(c.stat("/opt/data/cron/left-by-root")?, "10000:10000 644");
+    // Repaired: what is left to plan is only the helpers every boot runs.
+    let again = json_changes(&c, "--dry-run --json")?;
+    assert!(again.iter().all(|o| o["action"] == "run"), "{again:#?}");
+    Ok(())
+}
