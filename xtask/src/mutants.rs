@@ -290,13 +290,24 @@ pub fn run(args: &[String]) -> Result<()> {
             for m in &missed {
                 second.extend(["--re".to_string(), format!("^{}$", regex_escape(m))]);
             }
-            let again = cargo_mutants(&root, &second, g.tests, &jobs, &extra, &out.join("pass2"))?;
+            let mut again = cargo_mutants(&root, &second, g.tests, &jobs, &extra, &out.join("pass2"))?;
+            // cargo-mutants 27.1 applies no --re to its field-deletion mutants: those pass 2 tests beyond
+            // the selection were judged in pass 1 already.
+            let tested = again.len();
+            again.retain(|(_, l)| missed.contains(l));
             if again.len() != missed.len() {
                 bail!(
-                    "pass 2 of {} tested {} mutants where pass 1 missed {}: the mutants' names did not select them",
+                    "pass 2 of {} found {} of the {} mutants pass 1 missed: the mutants' names did not select them",
                     g.name,
                     again.len(),
                     missed.len()
+                );
+            }
+            if tested > again.len() {
+                eprintln!(
+                    "xtask: mutants: {}, pass 2: {} field-deletion mutant(s) outside the selection ignored (judged in pass 1)",
+                    g.name,
+                    tested - again.len()
                 );
             }
             results.retain(|(o, _)| *o != Outcome::Missed);
