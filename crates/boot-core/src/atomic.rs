@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 
 use crate::error::{SysError, SysResult};
-use crate::guarded::{euid, gid, temp_name, uid, Dir, Entry, Meta};
+use crate::guarded::{euid, gid, on_fresh_temp, temp_name, uid, Dir, Entry, Meta};
 use crate::owner::Owner;
 use crate::report::{Change, Report};
 
@@ -28,10 +28,6 @@ pub enum Created {
     /// An entry of that name existed (or appeared meanwhile); it was left alone.
     Existed,
 }
-
-/// How many planted names a temporary skips before the write gives up (each try is a fresh 64-bit name,
-/// so only a directory full of them gets that far).
-const TEMP_TRIES: usize = 16;
 
 /// Whether `/proc/self/fd` is there to link an `O_TMPFILE` by (`AT_EMPTY_PATH` would need
 /// CAP_DAC_READ_SEARCH, which Docker does not grant).
@@ -55,8 +51,7 @@ impl<'d> NewFile<'d> {
     /// A new empty file for `dir/name` with `mode`, owned by `owner` when running as root.
     pub fn create(dir: &'d Dir, name: &OsStr, mode: u32, owner: Option<Owner>) -> SysResult<Self> {
         let shown = dir.child(name);
-        // 0600 at first: until the fchown below, the file must not be readable by anyone else.
-        let initial = Mode::from_raw_mode(mode & 0o600);
+        let initial = creation_mode(mode);
         let unnamed = if proc_fd_available() {
             match rustix::fs::openat(
                 dir.fd(),
@@ -172,24 +167,14 @@ impl<'d> NewFile<'d> {
             return Ok(t.clone());
         }
         let via = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-        let mut tries = 0;
-        loop {
-            let tmp = temp_name(name)?;
-            match rustix::fs::linkat(
-                CWD,
-                via.as_str(),
-                self.dir.fd(),
-                tmp.as_os_str(),
-                AtFlags::SYMLINK_FOLLOW,
-            ) {
-                Ok(()) => {
-                    self.temp = Some(tmp.clone());
-                    return Ok(tmp);
-                }
-                Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
-                Err(e) => return Err(SysError::new("create", self.dir.child(&tmp), e)),
-            }
-        }
+        let dir = self.dir;
+        let ((), tmp) = on_fresh_temp(
+            || temp_name(name),
+            |tmp| rustix::fs::linkat(CWD, via.as_str(), dir.fd(), tmp, AtFlags::SYMLINK_FOLLOW),
+            |tmp, e| SysError::new("create", dir.child(tmp), e),
+        )?;
+        self.temp = Some(tmp.clone());
+        Ok(tmp)
     }
 }
 
@@ -201,6 +186,12 @@ impl Drop for NewFile<'_> {
     }
 }
 
+/// The mode a new file is created with, before its final mode and owner are set: never more than the
+/// owner's read and write, so that until the `fchown` no one else can open it.
+fn creation_mode(mode: u32) -> Mode {
+    Mode::from_raw_mode(mode & 0o600)
+}
+
 /// Opens a new temporary with an unpredictable name next to `name`, skipping names that exist.
 fn open_named_temp(
     dir: &Dir,
@@ -208,20 +199,18 @@ fn open_named_temp(
     mode: Mode,
     shown: &std::path::Path,
 ) -> SysResult<(OwnedFd, OsString)> {
-    let mut tries = 0;
-    loop {
-        let tmp = temp_name(name)?;
-        match rustix::fs::openat(
-            dir.fd(),
-            tmp.as_os_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            mode,
-        ) {
-            Ok(fd) => return Ok((fd, tmp)),
-            Err(rustix::io::Errno::EXIST) if tries + 1 < TEMP_TRIES => tries += 1,
-            Err(e) => return Err(SysError::new("create", shown, e)),
-        }
-    }
+    on_fresh_temp(
+        || temp_name(name),
+        |tmp| {
+            rustix::fs::openat(
+                dir.fd(),
+                tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                mode,
+            )
+        },
+        |_, e| SysError::new("create", shown, e),
+    )
 }
 
 fn sync_dir(dir: &Dir) {
@@ -450,6 +439,51 @@ mod tests {
         assert!(kept.starts_with(".kept.tmp."), "{kept}");
         // Only the file and the temporary the caller asked to keep.
         assert_eq!(names(&t), vec![kept.to_string(), "new".to_string()]);
+    }
+
+    #[test]
+    fn a_new_file_is_born_readable_by_its_owner_at_most() {
+        // Whatever the final mode, nobody but the creating user can open the file before its chmod/chown.
+        for (mode, born) in [
+            (0o644, 0o600),
+            (0o640, 0o600),
+            (0o600, 0o600),
+            (0o400, 0o400),
+            (0o755, 0o600),
+            (0o4755, 0o600),
+            (0o077, 0o000),
+        ] {
+            assert_eq!(creation_mode(mode), Mode::from_raw_mode(born), "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_file_being_written_has_no_name_until_published() {
+        let t = tempfile::tempdir().unwrap();
+        let d = anchor(&t);
+        let probe = rustix::fs::openat(
+            CWD,
+            t.path(),
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        );
+        if probe.is_err() || !proc_fd_available() {
+            eprintln!(
+                "skipped: {} has no O_TMPFILE or /proc/self/fd ({probe:?}): files there are named temporaries",
+                t.path().display()
+            );
+            return;
+        }
+        let mut f = NewFile::create(&d, OsStr::new("secret"), 0o600, None).unwrap();
+        f.write_synced(b"half of a secret").unwrap();
+        // Nothing another process could open by name, not even a temporary.
+        assert_eq!(names(&t), Vec::<String>::new());
+        assert_eq!(f.publish_new(OsStr::new("secret")).unwrap(), Created::Created);
+        assert_eq!(names(&t), vec!["secret".to_string()]);
+        assert_eq!(
+            std::fs::read(t.path().join("secret")).unwrap(),
+            b"half of a secret"
+        );
     }
 
     #[test]

@@ -40,6 +40,30 @@ pub fn temp_name(name: &OsStr) -> SysResult<OsString> {
     Ok(OsString::from_vec(b))
 }
 
+/// How many planted names a temporary skips before giving up (each try is a fresh 64-bit name,
+/// so only a directory full of them gets that far).
+pub const TEMP_TRIES: usize = 16;
+
+/// Gives `take` fresh names from `next_name` until one works. A name that exists (planted by the runtime
+/// user, who can write the directory) is skipped, up to [`TEMP_TRIES`] of them; any other error, or
+/// EEXIST on the last try, is returned through `fail` with the name tried.
+pub fn on_fresh_temp<T>(
+    mut next_name: impl FnMut() -> SysResult<OsString>,
+    mut take: impl FnMut(&OsStr) -> rustix::io::Result<T>,
+    fail: impl Fn(&OsStr, rustix::io::Errno) -> SysError,
+) -> SysResult<(T, OsString)> {
+    let mut tried = 0;
+    loop {
+        let tmp = next_name()?;
+        tried += 1;
+        match take(&tmp) {
+            Ok(v) => return Ok((v, tmp)),
+            Err(rustix::io::Errno::EXIST) if tried < TEMP_TRIES => {}
+            Err(e) => return Err(fail(&tmp, e)),
+        }
+    }
+}
+
 /// `st_nlink` as `u64`: the kernel's `stat` has it 64-bit on x86_64 but 32-bit on aarch64.
 #[allow(clippy::useless_conversion)]
 pub fn nlink_of(st: &rustix::fs::Stat) -> u64 {
@@ -341,15 +365,11 @@ impl Dir {
     /// there ([`crate::handover`]).
     fn mkdir_for(&self, name: &OsStr, mode: u32, Owner { uid: u, gid: g }: Owner) -> SysResult<bool> {
         let shown = self.child(name);
-        let mut tries = 0;
-        let tmp = loop {
-            let tmp = temp_name(name)?;
-            match rustix::fs::mkdirat(&self.fd, tmp.as_os_str(), Mode::from_raw_mode(mode & 0o700)) {
-                Ok(()) => break tmp,
-                Err(rustix::io::Errno::EXIST) if tries < 16 => tries += 1,
-                Err(e) => return Err(SysError::new("mkdir", &shown, e)),
-            }
-        };
+        let ((), tmp) = on_fresh_temp(
+            || temp_name(name),
+            |tmp| rustix::fs::mkdirat(&self.fd, tmp, Mode::from_raw_mode(mode & 0o700)),
+            |_, e| SysError::new("mkdir", &shown, e),
+        )?;
         let made = (|| {
             let d = match self.subdir(&tmp)? {
                 Entry::Found(d) => d,
@@ -835,6 +855,98 @@ mod tests {
 
     fn report() -> Report {
         Report::stage2(false)
+    }
+
+    /// Opens `dir/tmp` as the named-temporary path does, so that planted names are real entries.
+    fn open_excl(t: &tempfile::TempDir, tmp: &OsStr) -> rustix::io::Result<OwnedFd> {
+        rustix::fs::openat(
+            CWD,
+            t.path().join(tmp).as_path(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    }
+
+    /// A name source that counts its calls, giving `.f.tmp.1`, `.f.tmp.2`, … in turn.
+    fn numbered(calls: &std::cell::Cell<usize>) -> impl FnMut() -> SysResult<OsString> + '_ {
+        move || {
+            calls.set(calls.get() + 1);
+            Ok(OsString::from(format!(".f.tmp.{}", calls.get())))
+        }
+    }
+
+    fn plant(t: &tempfile::TempDir, n: usize) {
+        for i in 1..=n {
+            std::fs::write(t.path().join(format!(".f.tmp.{i}")), b"planted").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_temporary_skips_names_planted_before_it() {
+        let t = tempfile::tempdir().unwrap();
+        plant(&t, 3);
+        let calls = std::cell::Cell::new(0);
+        let (_fd, tmp) = on_fresh_temp(
+            numbered(&calls),
+            |n| open_excl(&t, n),
+            |n, e| SysError::new("create", std::path::Path::new(n), e),
+        )
+        .unwrap();
+        assert_eq!(tmp, ".f.tmp.4");
+        assert_eq!(calls.get(), 4);
+        // The planted files are left as they were.
+        for i in 1..=3 {
+            assert_eq!(
+                std::fs::read(t.path().join(format!(".f.tmp.{i}"))).unwrap(),
+                b"planted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_temporary_takes_the_last_of_its_tries() {
+        let t = tempfile::tempdir().unwrap();
+        plant(&t, TEMP_TRIES - 1);
+        let calls = std::cell::Cell::new(0);
+        let (_fd, tmp) = on_fresh_temp(
+            numbered(&calls),
+            |n| open_excl(&t, n),
+            |n, e| SysError::new("create", std::path::Path::new(n), e),
+        )
+        .unwrap();
+        assert_eq!(tmp, OsString::from(format!(".f.tmp.{TEMP_TRIES}")));
+    }
+
+    #[test]
+    fn a_directory_full_of_planted_names_is_refused_after_the_last_try() {
+        let t = tempfile::tempdir().unwrap();
+        plant(&t, TEMP_TRIES + 4);
+        let calls = std::cell::Cell::new(0);
+        let err = on_fresh_temp(
+            numbered(&calls),
+            |n| open_excl(&t, n),
+            |n, e| SysError::new("create", t.path().join(n), e),
+        )
+        .unwrap_err();
+        assert_eq!(calls.get(), TEMP_TRIES, "tries no more names than TEMP_TRIES");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&format!(".f.tmp.{TEMP_TRIES}")) && shown.contains("exists"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn any_other_error_ends_the_tries_at_once() {
+        let calls = std::cell::Cell::new(0);
+        let err = on_fresh_temp(
+            numbered(&calls),
+            |_| -> rustix::io::Result<()> { Err(rustix::io::Errno::NOSPC) },
+            |n, e| SysError::new("create", std::path::Path::new(n), e),
+        )
+        .unwrap_err();
+        assert_eq!(calls.get(), 1);
+        assert!(err.to_string().contains(".f.tmp.1"), "{err}");
     }
 
     fn anchor(t: &tempfile::TempDir) -> Dir {
