@@ -145,7 +145,7 @@ const GROUPS: &[Group] = &[
 
 const SRC: &str = "crates/boot-core/src";
 
-const USAGE: &str = "usage: cargo xtask mutants [--group NAME]… [--file FILE]… [--in-diff REV] [--jobs N] [-- CARGO-MUTANTS-ARGS…]
+const USAGE: &str = "usage: cargo xtask mutants [--group NAME]… [--file FILE]… [--in-diff REV] [--sample K] [--jobs N] [-- CARGO-MUTANTS-ARGS…]
 
 Mutates boot-core and runs, for each group of modules, the tests of the crates that exercise them;
 prints caught / missed / timeout / unviable per file and every survivor. Fails when a mutant survives.
@@ -155,6 +155,8 @@ prints caught / missed / timeout / unviable per file and every survivor. Fails w
   --file FILE    only this boot-core file (e.g. dotenv.rs, stage2/seeds.rs), with its group's tests;
                  repeatable
   --in-diff REV  only mutants on lines changed since REV (git diff REV); sampled to at most 30
+  --sample K     test every K-th mutant (--shard 1/K): an estimate of a file too large for one sitting;
+                 the figures say it is a sample
   --jobs N       cargo-mutants build/test jobs in parallel (default 1: the tests use every core)";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -162,6 +164,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut only_files: Vec<String> = Vec::new();
     let mut in_diff: Option<String> = None;
     let mut jobs = "1".to_string();
+    let mut sample: Option<usize> = None;
     let mut extra: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -187,6 +190,15 @@ pub fn run(args: &[String]) -> Result<()> {
                 only_files.push(f.to_string());
             }
             "--in-diff" => in_diff = Some(it.next().context("--in-diff needs a revision")?.clone()),
+            "--sample" => {
+                let k = it.next().context("--sample needs a number")?;
+                sample = Some(
+                    k.parse()
+                        .ok()
+                        .filter(|k| *k > 0)
+                        .with_context(|| format!("--sample needs a positive number, not '{k}'"))?,
+                );
+            }
             "--jobs" => jobs = it.next().context("--jobs needs a number")?.clone(),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -264,6 +276,12 @@ pub fn run(args: &[String]) -> Result<()> {
                 g.name
             );
             first.extend(["--shard".to_string(), format!("1/{k}")]);
+        } else if let Some(k) = sample.filter(|k| *k > 1) {
+            eprintln!(
+                "xtask: mutants: {}: {listed} mutants; a sample: testing every {k}th (--shard 1/{k})",
+                g.name
+            );
+            first.extend(["--shard".to_string(), format!("1/{k}")]);
         }
         let group_started = Instant::now();
         // Pass 1, boot-core's own tests: most mutants fail one of them within a second, and a mutant
@@ -335,6 +353,9 @@ pub fn run(args: &[String]) -> Result<()> {
         return Ok(());
     }
     print_table(&rows, &total);
+    if let Some(k) = sample.filter(|k| *k > 1) {
+        println!("mutants: a sample of every {k}th mutant (--sample {k}), not the whole of each file");
+    }
     println!(
         "mutants: {} tested, {} caught, {} missed, {} timed out, {} unviable, in {secs} s",
         total.tested(),
