@@ -875,25 +875,25 @@ mod tests {
         }
     }
 
-    fn plant(t: &tempfile::TempDir, n: usize) {
-        for i in 1..=n {
+    /// Makes a temporary in `t` after `planted` of the names it will try were made by someone else;
+    /// returns the name it took and how many it tried.
+    fn temp_after_planted(t: &tempfile::TempDir, planted: usize) -> (SysResult<OsString>, usize) {
+        for i in 1..=planted {
             std::fs::write(t.path().join(format!(".f.tmp.{i}")), b"planted").unwrap();
         }
+        let calls = std::cell::Cell::new(0);
+        let got = on_fresh_temp(
+            numbered(&calls),
+            |n| open_excl(t, n),
+            |n, e| SysError::new("create", t.path().join(n), e),
+        );
+        (got.map(|(_fd, name)| name), calls.get())
     }
 
     #[test]
     fn a_temporary_skips_names_planted_before_it() {
         let t = tempfile::tempdir().unwrap();
-        plant(&t, 3);
-        let calls = std::cell::Cell::new(0);
-        let (_fd, tmp) = on_fresh_temp(
-            numbered(&calls),
-            |n| open_excl(&t, n),
-            |n, e| SysError::new("create", std::path::Path::new(n), e),
-        )
-        .unwrap();
-        assert_eq!(tmp, ".f.tmp.4");
-        assert_eq!(calls.get(), 4);
+        assert_eq!(temp_after_planted(&t, 3), (Ok(".f.tmp.4".into()), 4));
         // The planted files are left as they were.
         for i in 1..=3 {
             assert_eq!(
@@ -906,30 +906,16 @@ mod tests {
     #[test]
     fn a_temporary_takes_the_last_of_its_tries() {
         let t = tempfile::tempdir().unwrap();
-        plant(&t, TEMP_TRIES - 1);
-        let calls = std::cell::Cell::new(0);
-        let (_fd, tmp) = on_fresh_temp(
-            numbered(&calls),
-            |n| open_excl(&t, n),
-            |n, e| SysError::new("create", std::path::Path::new(n), e),
-        )
-        .unwrap();
-        assert_eq!(tmp, OsString::from(format!(".f.tmp.{TEMP_TRIES}")));
+        let last = OsString::from(format!(".f.tmp.{TEMP_TRIES}"));
+        assert_eq!(temp_after_planted(&t, TEMP_TRIES - 1), (Ok(last), TEMP_TRIES));
     }
 
     #[test]
     fn a_directory_full_of_planted_names_is_refused_after_the_last_try() {
         let t = tempfile::tempdir().unwrap();
-        plant(&t, TEMP_TRIES + 4);
-        let calls = std::cell::Cell::new(0);
-        let err = on_fresh_temp(
-            numbered(&calls),
-            |n| open_excl(&t, n),
-            |n, e| SysError::new("create", t.path().join(n), e),
-        )
-        .unwrap_err();
-        assert_eq!(calls.get(), TEMP_TRIES, "tries no more names than TEMP_TRIES");
-        let shown = err.to_string();
+        let (got, tried) = temp_after_planted(&t, TEMP_TRIES + 4);
+        assert_eq!(tried, TEMP_TRIES, "tries no more names than TEMP_TRIES");
+        let shown = got.unwrap_err().to_string();
         assert!(
             shown.contains(&format!(".f.tmp.{TEMP_TRIES}")) && shown.contains("exists"),
             "{shown}"
