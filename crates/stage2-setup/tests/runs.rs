@@ -4,7 +4,7 @@
 mod stage2_support;
 
 use stage2_support::*;
-use test_support::{run_as, TempRoot};
+use test_support::{run, run_as, TempRoot};
 
 /// A volume with something for every step to do.
 fn busy_volume() -> TempRoot {
@@ -328,4 +328,94 @@ fn json_refusals_name_the_path_and_reason() {
         "{refusal}"
     );
     assert!(events.last().unwrap()["warnings"].as_u64() >= Some(1));
+}
+
+/// Root without CAP_CHOWN (`docker run --cap-drop CHOWN`; util-linux `setpriv` gives root's exec no
+/// CAP_CHOWN): the directories made for the runtime user outside the volume still exist, root's and private
+/// (S2-16), each refused chown is said once, and the boot goes on.
+#[test]
+fn without_cap_chown_the_private_directories_are_made_roots_and_the_boot_goes_on() {
+    let r = image();
+    let mut c = r.command("setpriv");
+    c.args(["--inh-caps=-chown", "--bounding-set=-chown", "--", bin()])
+        .env("XDG_RUNTIME_DIR", "/run/user/10000");
+    let out = run(&mut c);
+    out.assert_code(0);
+    for dir in ["/tmp/hermes-files", "/run/user/10000"] {
+        assert_eq!((r.owner(dir), r.mode(dir)), ((0, 0), 0o700), "{dir}");
+        let refused: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("chown {dir}:")))
+            .collect();
+        assert_eq!(refused.len(), 1, "{dir}: {}", out.stdout);
+        assert!(refused[0].contains("EPERM"), "{}", refused[0]);
+    }
+    // No temporary left beside them.
+    let left: Vec<_> = std::fs::read_dir(r.path("/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(out.stdout.contains("Setup complete with"), "{}", out.stdout);
+}
+
+/// Clears the immutable attribute it set, even when the test fails, so the temp root can be removed.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: std::path::PathBuf) -> Result<Immutable, String> {
+        let out = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .output()
+            .map_err(|e| format!("chattr: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Immutable(path))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A directory root cannot make at all (here its parent is immutable; a read-only /run would do the
+/// same) is one warning naming it and the errno, nothing is made in its place, and the boot goes on.
+#[test]
+fn a_runtime_directory_that_cannot_be_made_is_one_warning() {
+    let r = image();
+    r.mkdir("/run/user");
+    let _frozen = match Immutable::set(r.path("/run/user")) {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!(
+                "skipped: cannot make {} immutable here ({why})",
+                r.path("/run/user").display()
+            );
+            return;
+        }
+    };
+    let out = stage2(&r, &[("XDG_RUNTIME_DIR", "/run/user/10000")]);
+    out.assert_code(0);
+    let said: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("/run/user/10000"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.stdout);
+    assert!(
+        said[0].starts_with("[stage2] Warning: mkdir /run/user/10000: EPERM"),
+        "{}",
+        said[0]
+    );
+    assert!(!r.exists("/run/user/10000"));
+    assert!(out.stdout.contains("Setup complete with"), "{}", out.stdout);
 }

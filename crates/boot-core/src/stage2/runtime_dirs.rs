@@ -74,16 +74,29 @@ fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
             ))
         }
         Ok(Some(_)) => {}
-        Ok(None) => {
-            // Made u's at once, so adopting it changes nothing more.
-            // (In a dry run it stays missing, and adopting finds nothing.)
-            if let Err(e) = pdir.make_dir(report, name, mode, ctx.new_file_owner()) {
-                return report.warn_err(&e);
-            }
-        }
+        // Made u's at once, so there is nothing to adopt.
+        Ok(None) => return make_for_user(ctx, &pdir, name, mode),
         Err(e) => return report.warn_err(&e),
     }
     adopt(ctx, &pdir, name, path, force_mode.then_some(mode));
+}
+
+/// Makes `pdir/name` with `mode`, u's from the start when running as root. A root that may not chown
+/// (`--cap-drop CHOWN`) makes it its own instead, with the same private mode, after one warning: the
+/// directory is there and nobody else can use it, and the boot goes on (S2-16). A name that appeared
+/// meanwhile is left for the next boot to adopt.
+fn make_for_user(ctx: &Ctx, pdir: &Dir, name: &OsStr, mode: u32) {
+    let report = ctx.report;
+    match pdir.make_dir(report, name, mode, ctx.new_file_owner()) {
+        Ok(_) => {}
+        Err(e) if e.op == "chown" => {
+            report.warn_err(&e);
+            if let Err(e) = pdir.make_dir(report, name, mode, None) {
+                report.warn_err(&e);
+            }
+        }
+        Err(e) => report.warn_err(&e),
+    }
 }
 
 /// Opens an existing directory no-follow, refuses one owned by a stranger, chowns it u:g (root) and sets
@@ -161,11 +174,7 @@ pub fn scratch_dir(ctx: &Ctx) {
             ))
         }
         Ok(Some(_)) => {}
-        Ok(None) => {
-            if let Err(e) = tmp.make_dir(report, name, 0o700, ctx.new_file_owner()) {
-                return report.warn_err(&e);
-            }
-        }
+        Ok(None) => return make_for_user(ctx, &tmp, name, 0o700),
         Err(e) => return report.warn_err(&e),
     }
     adopt(ctx, &tmp, name, path, Some(0o700));
