@@ -407,7 +407,7 @@ fn the_last_boots_warnings_are_listed_without_failing_the_check() {
     ];
     t.write(
         "/run/hermes-boot/warnings",
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        lines.join("\n") + "\n",
     );
     let r = doctor(&t, &["--json"]);
     r.assert_code(0);
