@@ -208,7 +208,7 @@ fn a_boot_keeps_its_warnings_in_the_boot_record() {
         warned.stdout
     );
     let record = "/run/hermes-boot/warnings";
-    let kept = printed.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let kept = printed.join("\n") + "\n";
     assert_eq!(r.read(record), kept);
     assert_eq!(r.mode(record), 0o644);
 
