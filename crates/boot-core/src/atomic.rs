@@ -72,7 +72,7 @@ impl<'d> NewFile<'d> {
         let (fd, temp) = match unnamed {
             Some(fd) => (fd, None),
             None => {
-                let (fd, t) = open_named_temp(dir, name, initial, &shown)?;
+                let (fd, t) = open_named_temp(dir, || temp_name(name), initial, &shown)?;
                 (fd, Some(t))
             }
         };
@@ -192,15 +192,17 @@ fn creation_mode(mode: u32) -> Mode {
     Mode::from_raw_mode(mode & 0o600)
 }
 
-/// Opens a new temporary with an unpredictable name next to `name`, skipping names that exist.
+/// Opens a new temporary under a name from `next_name` (unpredictable ones: [`temp_name`]), skipping
+/// names that exist: whatever the runtime user planted there (a file, a symlink to a secret) is never
+/// opened.
 fn open_named_temp(
     dir: &Dir,
-    name: &OsStr,
+    next_name: impl FnMut() -> SysResult<OsString>,
     mode: Mode,
     shown: &std::path::Path,
 ) -> SysResult<(OwnedFd, OsString)> {
     on_fresh_temp(
-        || temp_name(name),
+        next_name,
         |tmp| {
             rustix::fs::openat(
                 dir.fd(),
@@ -455,6 +457,26 @@ mod tests {
         ] {
             assert_eq!(creation_mode(mode), Mode::from_raw_mode(born), "{mode:o}");
         }
+    }
+
+    #[test]
+    fn a_named_temporary_never_opens_what_was_planted_at_its_name() {
+        let t = tempfile::tempdir().unwrap();
+        let d = anchor(&t);
+        std::fs::write(t.path().join("victim"), b"root's secret").unwrap();
+        symlink(t.path().join("victim"), t.path().join(".f.tmp.1")).unwrap();
+        std::fs::write(t.path().join(".f.tmp.2"), b"planted").unwrap();
+        let mut n = 0;
+        let names = || {
+            n += 1;
+            Ok(OsString::from(format!(".f.tmp.{n}")))
+        };
+        let (fd, tmp) = open_named_temp(&d, names, Mode::from_raw_mode(0o600), &t.path().join("f")).unwrap();
+        assert_eq!(tmp, ".f.tmp.3");
+        rustix::io::write(&fd, b"new").unwrap();
+        assert_eq!(std::fs::read(t.path().join("victim")).unwrap(), b"root's secret");
+        assert_eq!(std::fs::read(t.path().join(".f.tmp.2")).unwrap(), b"planted");
+        assert_eq!(std::fs::read(t.path().join(".f.tmp.3")).unwrap(), b"new");
     }
 
     #[test]

@@ -405,10 +405,7 @@ fn the_last_boots_warnings_are_listed_without_failing_the_check() {
         "[stage2] Warning: ignoring HERMES_UID='abc': must be a decimal number from 1 to 65534 — continuing",
         "reconcile: WARNING: profile \"x\": not a valid profile name; skipping",
     ];
-    t.write(
-        "/run/hermes-boot/warnings",
-        lines.join("\n") + "\n",
-    );
+    t.write("/run/hermes-boot/warnings", lines.join("\n") + "\n");
     let r = doctor(&t, &["--json"]);
     r.assert_code(0);
     let v = r.json_lines();
