@@ -1123,6 +1123,71 @@ mod tests {
     }
 
     #[test]
+    fn chmod_entry_changes_what_differs_and_keeps_the_hard_link_rule() {
+        require_root();
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n);
+        let own = |n: &str, u: u32| std::os::unix::fs::lchown(p(n), Some(u), Some(u)).unwrap();
+        let mode = |n: &str| std::fs::symlink_metadata(p(n)).unwrap().mode() & 0o7777;
+        let set = |n: &str, m: u32| {
+            std::fs::set_permissions(p(n), std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+        };
+        for n in ["single", "linked", "linked-ok"] {
+            std::fs::write(p(n), b"").unwrap();
+        }
+        std::fs::hard_link(p("linked"), p("linked2")).unwrap();
+        std::fs::hard_link(p("linked-ok"), p("linked-ok2")).unwrap();
+        std::fs::create_dir_all(p("dir/sub")).unwrap();
+        for n in ["single", "linked", "linked-ok", "dir"] {
+            set(n, 0o666);
+        }
+        own("single", 1234);
+        own("linked", 1234);
+        own("linked-ok", 5678);
+        own("dir", 1234);
+        let d = anchor(&t);
+        let r = report();
+        let chmod = |n: &str, to: u32| {
+            let m = d.stat(n).unwrap().unwrap();
+            d.chmod_entry(&r, OsStr::new(n), &m, to, 5678).unwrap()
+        };
+        assert!(chmod("single", 0o640), "one link, another uid");
+        assert_eq!(mode("single"), 0o640);
+        assert!(!chmod("single", 0o640), "already right");
+        assert!(!chmod("linked", 0o600), "a hard-linked file of another uid");
+        assert_eq!(mode("linked"), 0o666);
+        assert_eq!(r.warnings(), 1);
+        assert!(
+            chmod("linked-ok", 0o600),
+            "hard-linked but owned by the uid it may be"
+        );
+        assert_eq!(mode("linked-ok"), 0o600);
+        assert!(
+            chmod("dir", 0o750),
+            "directories have several links and are not hard links"
+        );
+        assert_eq!(mode("dir"), 0o750);
+        assert_eq!(r.warnings(), 1);
+    }
+
+    #[test]
+    fn chown_self_changes_a_group_only_difference() {
+        require_root();
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        std::os::unix::fs::lchown(t.path(), Some(10000), Some(0)).unwrap();
+        let d = anchor(&t);
+        assert!(d.chown_self(&report(), Owner::new(10000, 10000)).unwrap());
+        let m = std::fs::metadata(t.path()).unwrap();
+        assert_eq!((m.uid(), m.gid()), (10000, 10000));
+        assert!(
+            !d.chown_self(&report(), Owner::new(10000, 10000)).unwrap(),
+            "already right"
+        );
+    }
+
+    #[test]
     fn meta_tells_the_three_kinds_apart() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
