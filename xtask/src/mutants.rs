@@ -273,13 +273,13 @@ pub fn run(args: &[String]) -> Result<()> {
         if diff.is_some() && listed > IN_DIFF_CAP {
             let k = listed.div_ceil(IN_DIFF_CAP);
             eprintln!(
-                "xtask: mutants: {}: {listed} mutants on the changed lines; testing every {k}th (--shard 1/{k}) to stay inside the time budget",
+                "xtask: mutants: {}: {listed} mutants on the changed lines; testing 1 in {k} (--shard 1/{k}) to stay inside the time budget",
                 g.name
             );
             first.extend(["--shard".to_string(), format!("1/{k}")]);
         } else if let Some(k) = sample.filter(|k| *k > 1) {
             eprintln!(
-                "xtask: mutants: {}: {listed} mutants; a sample: testing every {k}th (--shard 1/{k})",
+                "xtask: mutants: {}: {listed} mutants; a sample: testing 1 in {k} (--shard 1/{k})",
                 g.name
             );
             first.extend(["--shard".to_string(), format!("1/{k}")]);
@@ -355,7 +355,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     print_table(&rows, &total);
     if let Some(k) = sample.filter(|k| *k > 1) {
-        println!("mutants: a sample of every {k}th mutant (--sample {k}), not the whole of each file");
+        println!("mutants: a sample of 1 mutant in {k} (--sample {k}), not the whole of each file");
     }
     println!(
         "mutants: {} tested, {} caught, {} missed, {} timed out, {} unviable, in {secs} s",
