@@ -1172,7 +1172,7 @@ mod tests {
     }
 
     #[test]
-    fn chown_self_changes_a_group_only_difference() {
+    fn chown_self_and_chmod_self_change_only_what_differs() {
         require_root();
         use std::os::unix::fs::MetadataExt;
         let t = tempfile::tempdir().unwrap();
@@ -1185,6 +1185,9 @@ mod tests {
             !d.chown_self(&report(), Owner::new(10000, 10000)).unwrap(),
             "already right"
         );
+        assert!(d.chmod_self(&report(), 0o700).unwrap());
+        assert_eq!(std::fs::metadata(t.path()).unwrap().mode() & 0o7777, 0o700);
+        assert!(!d.chmod_self(&report(), 0o700).unwrap(), "already right");
     }
 
     #[test]
