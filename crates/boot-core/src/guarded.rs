@@ -1370,6 +1370,20 @@ mod tests {
     }
 
     #[test]
+    fn an_image_file_of_exactly_the_limit_is_read_and_one_byte_more_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let root = RootPrefix::new(t.path());
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("etc/list"), b"abcd").unwrap();
+        assert_eq!(
+            read_image_file(&root, "/etc/list", 4).unwrap(),
+            Some(b"abcd".to_vec())
+        );
+        let e = read_image_file(&root, "/etc/list", 3).unwrap_err();
+        assert_eq!(e.errno, Errno::EFBIG, "{e}");
+    }
+
+    #[test]
     fn image_files_are_read_only_when_regular() {
         let t = tempfile::tempdir().unwrap();
         let root = RootPrefix::new(t.path());
