@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::display::display_path;
 use crate::guarded::{euid, Dir, Entry};
 use crate::report::Change;
+use crate::s6_slot::is_chown_refusal;
 
 use super::Ctx;
 
@@ -87,15 +88,13 @@ fn user_dir(ctx: &Ctx, path: &Path, mode: u32, force_mode: bool) {
 /// meanwhile is left for the next boot to adopt.
 fn make_for_user(ctx: &Ctx, pdir: &Dir, name: &OsStr, mode: u32) {
     let report = ctx.report;
-    match pdir.make_dir(report, name, mode, ctx.new_file_owner()) {
-        Ok(_) => {}
-        Err(e) if e.op == "chown" => {
-            report.warn_err(&e);
+    if let Err(e) = pdir.make_dir(report, name, mode, ctx.new_file_owner()) {
+        report.warn_err(&e);
+        if is_chown_refusal(&e) {
             if let Err(e) = pdir.make_dir(report, name, mode, None) {
                 report.warn_err(&e);
             }
         }
-        Err(e) => report.warn_err(&e),
     }
 }
 
