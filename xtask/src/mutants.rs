@@ -108,6 +108,7 @@ const GROUPS: &[Group] = &[
         name: "slots",
         files: &[
             "s6_slot.rs",
+            "chown_refusal.rs",
             "s6_perms.rs",
             "s6_command.rs",
             "registrar.rs",

@@ -10,11 +10,11 @@ use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::accounts::Account;
 use crate::atomic::NewFile;
+use crate::chown_refusal::{note_chown_refusal, owner_for};
 use crate::error::SysError;
 use crate::gateway_state::{display_prior, PriorExit, PriorState};
 use crate::guarded::{euid, Dir, Entry};
 use crate::report::{Change, Report};
-use crate::s6_slot::{note_chown_refusal, owner_for};
 
 /// The log's name in `H/logs`, and the name the previous one is rotated to.
 pub const BOOT_LOG: &str = "container-boot.log";
@@ -97,7 +97,7 @@ fn create_log(dir: &Dir, report: &Report, name: &str, account: &Account) -> Resu
     match attempt {
         Ok(_) => Ok(()),
         // A log root could not give away is still written (SPEC §0).
-        Err(e) if e.op == "chown" && note_chown_refusal(report, &e, &account.name) => {
+        Err(e) if note_chown_refusal(report, &e, &account.name) => {
             NewFile::create(dir, OsStr::new(name), 0o644, None)?.publish_new(OsStr::new(name))?;
             Ok(())
         }

@@ -2,7 +2,7 @@
 //! `capabilities:` list), read from `/proc/self/status`.
 //!
 //! Only what changes the boot's outcome is checked; a missing CHOWN is found by its first refused chown
-//! ([`crate::s6_slot::chown_refused`]), because a user namespace can grant the bit and still refuse ids.
+//! ([`crate::chown_refusal::chown_refused`]), because a user namespace can grant the bit and still refuse ids.
 
 use crate::report::Report;
 

@@ -22,6 +22,7 @@ pub mod atomic;
 pub mod boot_log;
 pub mod boot_record;
 pub mod capabilities;
+pub mod chown_refusal;
 pub mod doctor;
 pub mod guarded;
 pub mod handover;

@@ -16,6 +16,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use crate::accounts::{lookup, Account};
 use crate::atomic::{create_exclusive, Created};
 use crate::boot_log::Action;
+use crate::chown_refusal::{note_chown_refusal, owner_for};
 use crate::display::display_path;
 use crate::error::SysError;
 use crate::gateway_state::{
@@ -32,8 +33,7 @@ use crate::requests::{unregister_requested, UNREGISTER_MARKER};
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
 use crate::s6_slot::{
-    install_slot, is_leftover_name, note_chown_refusal, old_name, owner_for, slot_name, Publish, SlotError,
-    SlotOwnership, SlotSpec,
+    install_slot, is_leftover_name, old_name, slot_name, Publish, SlotError, SlotOwnership, SlotSpec,
 };
 
 pub const ENV_SCANDIR: &str = "S6_PROFILE_GATEWAY_SCANDIR";

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::accounts::lookup;
+use crate::chown_refusal::{note_chown_refusal, owner_for};
 use crate::display::display_path;
 use crate::error::SysError;
 use crate::guarded::{euid, Dir};
@@ -23,10 +24,7 @@ use crate::requests::{
 };
 use crate::root::RootPrefix;
 use crate::s6_command::run_tool;
-use crate::s6_slot::{
-    current_slots, install_slot, note_chown_refusal, old_name, owner_for, slot_name, Publish, SlotError,
-    SlotSpec,
-};
+use crate::s6_slot::{current_slots, install_slot, old_name, slot_name, Publish, SlotError, SlotSpec};
 
 /// Validates a profile name given on the command line; prints the error and returns `None` when invalid.
 fn validated(profile: &OsStr) -> Option<String> {

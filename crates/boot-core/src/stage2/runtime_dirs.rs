@@ -4,10 +4,10 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::chown_refusal::is_chown_refusal;
 use crate::display::display_path;
 use crate::guarded::{euid, Dir, Entry};
 use crate::report::Change;
-use crate::s6_slot::is_chown_refusal;
 
 use super::Ctx;
 
