@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hostile_tests::{
-    crashed, image, populate_volume, program, MAIN_WRAPPER, RECONCILE, STAGE2, SUPERVISE_PERMS,
+    crashed, env_count, image, populate_volume, program, MAIN_WRAPPER, RECONCILE, STAGE2, SUPERVISE_PERMS,
 };
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use test_support::TempRoot;
@@ -201,9 +201,16 @@ fn non_utf8(prefix: &str) -> OsString {
     OsString::from_vec(v)
 }
 
+/// How long one case may run before it counts as hung: 10 s, a hundred times what the slowest case takes
+/// natively; `HERMES_HANG_LIMIT_SECS` raises it where every program runs emulated (`cargo xtask cross`).
+fn hang_limit() -> Duration {
+    Duration::from_secs(env_count("HERMES_HANG_LIMIT_SECS", 10))
+}
+
 /// Runs every case; returns the failures.
 fn run_cases(prog: &str, cases: Vec<Case>) -> usize {
     let bin = program(prog);
+    let limit = hang_limit();
     let n = cases.len();
     let mut failures = Vec::new();
     for case in cases {
@@ -215,11 +222,17 @@ fn run_cases(prog: &str, cases: Vec<Case>) -> usize {
             cmd.uid(u).gid(g);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let out = run_bounded(&mut cmd, Duration::from_secs(10));
+        let out = run_bounded(&mut cmd, limit);
         drop(mounted);
-        let Some((code, stdout, stderr)) = out else {
-            failures.push(format!("{}: hung (killed after 10 s)", case.name));
-            continue;
+        let (code, stdout, stderr) = match out {
+            Ok(out) => out,
+            Err(doing) => {
+                failures.push(format!(
+                    "{}: hung (killed after {limit:?}; it was {doing})",
+                    case.name
+                ));
+                continue;
+            }
         };
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         let stderr = String::from_utf8_lossy(&stderr).into_owned();
@@ -258,9 +271,13 @@ fn run_cases(prog: &str, cases: Vec<Case>) -> usize {
     n
 }
 
-/// Runs `cmd` to the end or kills it after `limit`: (exit code, stdout, stderr), `None` on a hang.
+/// Runs `cmd` to the end or kills it after `limit`: (exit code, stdout, stderr), or on a hang what the
+/// process was doing when it was killed.
 #[allow(clippy::type_complexity)]
-fn run_bounded(cmd: &mut std::process::Command, limit: Duration) -> Option<(Option<i32>, Vec<u8>, Vec<u8>)> {
+fn run_bounded(
+    cmd: &mut std::process::Command,
+    limit: Duration,
+) -> Result<(Option<i32>, Vec<u8>, Vec<u8>), String> {
     use std::io::Read;
     let mut child = cmd.spawn().expect("spawn program under test");
     let mut so = child.stdout.take().expect("stdout");
@@ -278,18 +295,40 @@ fn run_bounded(cmd: &mut std::process::Command, limit: Duration) -> Option<(Opti
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Ok(Some(st)) = child.try_wait() {
-            break Some(st);
+            break Ok(st);
         }
         if Instant::now() > deadline {
+            let doing = what_it_is_doing(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            break Err(doing);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
     status.map(|st| (st.code(), stdout, stderr))
+}
+
+/// A hung process's command line (still the test binary's if it never reached `exec`), scheduler state,
+/// kernel wait channel and thread count: enough to tell a program waiting on something from a stalled
+/// start.
+fn what_it_is_doing(pid: u32) -> String {
+    let read = |f: &str| match std::fs::read(format!("/proc/{pid}/{f}")) {
+        Ok(b) => String::from_utf8_lossy(&b).replace('\0', " ").trim().to_owned(),
+        Err(e) => format!("({e})"),
+    };
+    let stat = read("stat");
+    // Field 3 of stat, after the parenthesised command name that may itself hold spaces.
+    let state = stat
+        .rsplit_once(") ")
+        .map_or("?", |(_, rest)| &rest[..1.min(rest.len())]);
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    format!(
+        "{:?}, state {state}, waiting in {:?}, {threads} thread(s)",
+        read("cmdline"),
+        read("wchan")
+    )
 }
 
 /// Values that are not a decimal number from 1 to 65534.
