@@ -1369,6 +1369,151 @@ mod tests {
         assert!(!t.path().join("deep").exists());
     }
 
+    /// Set in a test's own child process (see [`in_child`]) to the test's name.
+    const CHILD_TEST: &str = "HERMES_GUARDED_TEST_CHILD";
+
+    /// Runs test `name` of this binary again in a fresh process, which sees `in_child(name)` true: for
+    /// a test that changes what a whole process has (its descriptor limit, its mount namespace) while
+    /// other tests run beside it in the same process under `cargo test`. Returns the child's output.
+    fn run_in_child(name: &str) -> String {
+        let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+            .args([
+                format!("guarded::tests::{name}").as_str(),
+                "--exact",
+                "--nocapture",
+            ])
+            .args(["--test-threads=1", "-q"])
+            .env(CHILD_TEST, name)
+            .output()
+            .expect("spawn the test's child");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "child of {name} failed ({}):\n{said}",
+            out.status
+        );
+        said
+    }
+
+    fn in_child(name: &str) -> bool {
+        std::env::var(CHILD_TEST).is_ok_and(|v| v == name)
+    }
+
+    /// A chain of `depth` directories `d/d/…` below `top`, each also holding a file; built relative to
+    /// the previous level so no path exceeds PATH_MAX.
+    fn deep_chain(top: &Path, depth: usize) {
+        std::fs::create_dir(top).unwrap();
+        let mut cur = std::fs::File::open(top).unwrap();
+        for _ in 0..depth {
+            rustix::fs::mkdirat(&cur, "d", Mode::from_raw_mode(0o755)).unwrap();
+            let f = rustix::fs::openat(
+                &cur,
+                "f",
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .unwrap();
+            drop(f);
+            let fd =
+                rustix::fs::openat(&cur, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+            cur = std::fs::File::from(fd);
+        }
+    }
+
+    #[test]
+    fn remove_tree_of_a_chain_deeper_than_the_descriptor_limit_succeeds() {
+        const NAME: &str = "remove_tree_of_a_chain_deeper_than_the_descriptor_limit_succeeds";
+        // 100 descriptors in all, 400 levels: a walk that kept one descriptor per level would run out
+        // (EMFILE) long before the bottom.
+        if in_child(NAME) {
+            let t = tempfile::tempdir().unwrap();
+            deep_chain(&t.path().join("deep"), 400);
+            let d = anchor(&t);
+            let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+            let low = rustix::process::Rlimit {
+                current: Some(100),
+                maximum: hard,
+            };
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, low).unwrap();
+            let removed = d.remove_tree(&report(), "deep");
+            assert!(removed.as_ref().is_ok_and(|r| *r), "{removed:?}");
+            assert!(!t.path().join("deep").exists());
+            return;
+        }
+        run_in_child(NAME);
+    }
+
+    #[test]
+    fn remove_tree_on_a_filesystem_that_reports_no_entry_types() {
+        const NAME: &str = "remove_tree_on_a_filesystem_that_reports_no_entry_types";
+        // ext4 made without `filetype` returns DT_UNKNOWN for every entry (as do some network and FUSE
+        // filesystems): directories are then told from files by a stat of each entry.
+        if !in_child(NAME) {
+            let said = run_in_child(NAME);
+            if let Some(why) = said.lines().find(|l| l.starts_with("SKIPPED")) {
+                eprintln!("{why}");
+            }
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let image = t.path().join("fs.img");
+        let mnt = t.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-O", "^filetype,^has_journal"])
+            .arg(&image)
+            .output();
+        if !mkfs.as_ref().is_ok_and(|o| o.status.success()) {
+            println!("SKIPPED: mkfs.ext4 is not usable here ({mkfs:?}): the DT_UNKNOWN case is not run");
+            return;
+        }
+        crate::ownership::tests::private_mount_namespace();
+        let mount = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        if !mount.status.success() {
+            println!(
+                "SKIPPED: no loop device here ({}): the DT_UNKNOWN case is not run",
+                String::from_utf8_lossy(&mount.stderr).trim()
+            );
+            return;
+        }
+        std::fs::create_dir_all(mnt.join("tree/a/b")).unwrap();
+        std::fs::write(mnt.join("tree/a/f"), b"x").unwrap();
+        std::fs::write(mnt.join("tree/a/b/g"), b"y").unwrap();
+        let top = Dir::open_anchor(&RootPrefix::none(), &mnt)
+            .unwrap()
+            .found()
+            .unwrap();
+        let types: Vec<FileType> = top.list().unwrap().into_iter().map(|(_, k)| k).collect();
+        assert!(types.iter().all(|k| *k == FileType::Unknown), "{types:?}");
+        assert!(top.remove_tree(&report(), "tree").unwrap());
+        assert!(!mnt.join("tree").exists());
+    }
+
+    #[test]
+    fn euid_and_egid_are_the_effective_ids_not_the_real_ones() {
+        const NAME: &str = "euid_and_egid_are_the_effective_ids_not_the_real_ones";
+        if !in_child(NAME) {
+            run_in_child(NAME);
+            return;
+        }
+        // As a program started as root that switched its effective ids (the real ones stay root's).
+        use nix::unistd::{setresgid, setresuid, Gid, Uid};
+        setresgid(Gid::from_raw(0), Gid::from_raw(10001), Gid::from_raw(0)).unwrap();
+        setresuid(Uid::from_raw(0), Uid::from_raw(10000), Uid::from_raw(0)).unwrap();
+        assert_eq!((euid(), egid()), (10000, 10001));
+        assert_eq!(rustix::process::getuid().as_raw(), 0);
+    }
+
     #[test]
     fn an_image_file_of_exactly_the_limit_is_read_and_one_byte_more_is_refused() {
         let t = tempfile::tempdir().unwrap();
