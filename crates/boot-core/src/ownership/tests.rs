@@ -1119,9 +1119,19 @@ fn chown_refused_ends_the_walk_with_one_warning() {
 
 fn chown_refused_on_rule(protected: bool) {
     let t = tempdir();
-    let h = mixed_tree(t.path());
+    chown_refused_in(&mixed_tree(t.path()), protected);
+    // Only directories to change: the first refusal meets a directory's own chown, after its contents.
+    let dirs = t.path().join("dirs");
+    std::fs::create_dir_all(dirs.join("a/b")).unwrap();
+    for p in all_paths(&dirs) {
+        lchown(&p, (0, 0));
+    }
+    chown_refused_in(&dirs, protected);
+}
+
+fn chown_refused_in(h: &Path, protected: bool) {
     let flags = format!("nochown,{}", rule_flag(protected));
-    let run = run_child("chown_refused_ends_the_walk_with_one_warning", &h, &flags);
+    let run = run_child("chown_refused_ends_the_walk_with_one_warning", h, &flags);
     let lines = run.lines_with("Warning:");
     assert_eq!(lines.len(), 1, "{}", run.stdout);
     assert!(lines[0].starts_with("[stage2] Warning: chown "), "{}", lines[0]);
@@ -1135,7 +1145,7 @@ share, rootless container or read-only volume?); ownership repair stops for this
     );
     assert_eq!((run.changed, run.warnings, run.refused), (0, 1, true));
     assert!(!run.stdout.contains("Ownership of"), "{}", run.stdout);
-    for p in all_paths(&h) {
+    for p in all_paths(h) {
         assert_eq!(owner(&p), (0, 0));
     }
 }
@@ -1334,6 +1344,47 @@ fn a_refusal_in_one_thread_stops_every_thread() {
 
 /// Entries left with their owner are counted across the threads of a shared walk: one warning with the
 /// total.
+#[test]
+fn the_warning_about_entries_left_gives_the_command_that_hands_them_over() {
+    // One entry: `chown -R` of that entry. More: one `find` over the volume for all of them.
+    const NAME: &str = "the_warning_about_entries_left_gives_the_command_that_hands_them_over";
+    if is_child(NAME) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    for n in [1, 2] {
+        let t = tempdir();
+        let h = t.path().join("data");
+        std::fs::create_dir(&h).unwrap();
+        for i in 0..n {
+            let p = h.join(format!("secret{i}"));
+            std::fs::write(&p, b"s").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        for p in all_paths(&h) {
+            lchown(&p, (0, 0));
+        }
+        let run = run_child(NAME, &h, "");
+        let left = run.lines_with("left ");
+        assert_eq!(left.len(), 1, "{}", run.stdout);
+        let (u, g) = U;
+        let fix = match n {
+            1 => format!("run: chown -R {u}:{g} {}/secret0 — continuing", h.display()),
+            _ => format!(
+                "run: find {} -xdev \\( ! -user {u} -o ! -group {g} \\) -exec chown -h {u}:{g} {{}} + — continuing",
+                h.display()
+            ),
+        };
+        assert!(
+            left[0].ends_with(&fix),
+            "{n} left: {}\nwanted the end: {fix}",
+            left[0]
+        );
+        assert_eq!(owner(&h), U);
+    }
+}
+
 #[test]
 fn entries_left_by_every_thread_are_counted_in_the_one_warning() {
     if is_child("entries_left_by_every_thread_are_counted_in_the_one_warning") {
