@@ -1151,6 +1151,33 @@ share, rootless container or read-only volume?); ownership repair stops for this
 }
 
 #[test]
+fn progress_of_a_shared_walk_counts_what_every_thread_checked() {
+    const NAME: &str = "progress_of_a_shared_walk_counts_what_every_thread_checked";
+    if is_child(NAME) {
+        return;
+    }
+    require_root();
+    let t = tempdir();
+    let h = wide_tree(t.path());
+    let total = all_paths(&h).len() as u64;
+    let run = run_child(NAME, &h, "progress,helpers=3");
+    let counts: Vec<u64> = run
+        .lines_with("changed so far; still working")
+        .iter()
+        .map(|l| {
+            let n = l.split(": ").nth(1).and_then(|r| r.split(' ').next());
+            n.and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {l}"))
+        })
+        .collect();
+    assert!(counts.len() >= 2, "{}", run.stdout);
+    // Entries are counted once whichever thread checked them: the count only grows, never past the tree.
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts.iter().all(|c| *c <= total), "{counts:?} of {total}");
+    assert_eq!(run.checked, total);
+}
+
+#[test]
 fn long_walk_prints_progress_lines() {
     if is_child("long_walk_prints_progress_lines") {
         return;
@@ -1172,12 +1199,13 @@ fn long_walk_prints_progress_lines() {
 #[test]
 fn unreadable_root_entries_and_everything_below_keep_their_owner_with_one_warning() {
     require_root();
-    for protected in HARDLINK_RULES {
-        unreadable_on_rule(protected);
+    // Also where directories are opened and identified without openat2 (statx gives their mode).
+    for (protected, force_openat) in [(true, false), (false, false), (true, true)] {
+        unreadable_on_rule(protected, force_openat);
     }
 }
 
-fn unreadable_on_rule(protected: bool) {
+fn unreadable_on_rule(protected: bool, force_openat: bool) {
     use std::os::unix::fs::PermissionsExt;
     let t = tempdir();
     let h = t.path().join("data");
@@ -1200,7 +1228,10 @@ fn unreadable_on_rule(protected: bool) {
         &parent,
         OsStr::new("data"),
         &handover(),
-        on_rule(protected),
+        Options {
+            force_openat,
+            ..on_rule(protected)
+        },
     );
     for p in ["vault", "vault/deeper", "vault/deeper/readable", "secret"] {
         assert_eq!(owner(&h.join(p)), (0, 0), "{p}");
@@ -1344,6 +1375,119 @@ fn a_refusal_in_one_thread_stops_every_thread() {
 
 /// Entries left with their owner are counted across the threads of a shared walk: one warning with the
 /// total.
+/// Swaps a sibling directory for a symlink to `victim` (or, with `link`, for a hard link to it) the
+/// moment the walk warns about a file inside the other one, that is after the parent was listed and
+/// before the sibling is entered: the swap the walk must not follow, made at a known point instead of by
+/// a racing process.
+#[derive(Debug)]
+struct SwapOnWarning {
+    top: PathBuf,
+    victim: PathBuf,
+    link: bool,
+    swapped: std::sync::Mutex<Option<String>>,
+}
+
+impl crate::report::Keeper for SwapOnWarning {
+    fn keep(&self, line: &str) {
+        let mut swapped = self.swapped.lock().unwrap();
+        if swapped.is_some() {
+            return;
+        }
+        let walking = if line.contains("/one/") { "one" } else { "two" };
+        let other = if walking == "one" { "two" } else { "one" };
+        let at = self.top.join(other);
+        std::fs::rename(&at, self.top.join(format!("{other}.moved"))).unwrap();
+        match self.link {
+            true => std::fs::hard_link(&self.victim, &at).unwrap(),
+            false => std::os::unix::fs::symlink(&self.victim, &at).unwrap(),
+        }
+        *swapped = Some(other.to_owned());
+    }
+}
+
+#[test]
+fn a_directory_swapped_after_the_listing_is_not_followed() {
+    // For a symlink to a directory outside and for a hard link to a foreign file, on both ways of opening
+    // a subdirectory: openat2 with RESOLVE_NO_SYMLINKS, and the openat fallback (O_NOFOLLOW |
+    // O_DIRECTORY) used where openat2 is missing.
+    require_root();
+    for (force_openat, link) in [(false, false), (true, false), (false, true), (true, true)] {
+        let t = tempdir();
+        let victim = t.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"k").unwrap();
+        let h = t.path().join("data");
+        // Root's and executable, like a set-uid program: what a directory's mode check would let through.
+        let shadow = t.path().join("shadow");
+        std::fs::write(&shadow, b"root:*:").unwrap();
+        std::fs::set_permissions(&shadow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        for d in ["one", "two"] {
+            std::fs::create_dir_all(h.join(d)).unwrap();
+            // A foreign hard link: the warning that triggers the swap.
+            std::fs::hard_link(&shadow, h.join(d).join("innocent")).unwrap();
+        }
+        let parent = anchor(t.path());
+        let report = Report::stage2(false);
+        let swap = std::sync::Arc::new(SwapOnWarning {
+            top: h.clone(),
+            victim: if link { shadow.clone() } else { victim.clone() },
+            link,
+            swapped: std::sync::Mutex::new(None),
+        });
+        report.keep_record(SharedKeeper(swap.clone()));
+        let opts = Options {
+            force_openat,
+            helpers: Some(0),
+            ..Options::default()
+        };
+        repair_with(&report, &parent, OsStr::new("data"), &handover(), opts);
+        let swapped = swap.swapped.lock().unwrap().clone();
+        assert!(
+            swapped.is_some(),
+            "force_openat={force_openat}, hard link={link}: no warning, no swap"
+        );
+        for p in [&victim, &victim.join("keep"), &shadow] {
+            assert_eq!(
+                owner(p),
+                (0, 0),
+                "force_openat={force_openat}, hard link={link}: {} was handed over",
+                p.display()
+            );
+        }
+        assert_eq!(owner(&h), U);
+    }
+}
+
+#[derive(Debug)]
+struct SharedKeeper(std::sync::Arc<SwapOnWarning>);
+
+impl crate::report::Keeper for SharedKeeper {
+    fn keep(&self, line: &str) {
+        self.0.keep(line)
+    }
+}
+
+#[test]
+fn a_target_name_that_is_not_one_plain_component_is_refused() {
+    // `.` would be the anchor itself, `..` its parent, `a/b` a path below it: the walk takes none of
+    // them, warns once, and changes nothing.
+    require_root();
+    let t = tempdir();
+    let top = t.path().join("top");
+    std::fs::create_dir_all(top.join("a/b")).unwrap();
+    std::fs::write(top.join("a/b/f"), b"x").unwrap();
+    let parent = anchor(&top.join("a"));
+    for name in ["", ".", "..", "b/", "b/f"] {
+        let report = Report::stage2(false);
+        let stats = repair(&report, &parent, OsStr::new(name), &handover());
+        assert_eq!((stats.checked, stats.changed), (0, 0), "{name:?}");
+        assert_eq!(report.warnings(), 1, "{name:?}");
+        for p in all_paths(t.path()) {
+            assert_eq!(owner(&p), (0, 0), "{name:?}: {}", p.display());
+        }
+    }
+}
+
 #[test]
 fn the_warning_about_entries_left_gives_the_command_that_hands_them_over() {
     // One entry: `chown -R` of that entry. More: one `find` over the volume for all of them.
