@@ -1151,33 +1151,6 @@ share, rootless container or read-only volume?); ownership repair stops for this
 }
 
 #[test]
-fn progress_of_a_shared_walk_counts_what_every_thread_checked() {
-    const NAME: &str = "progress_of_a_shared_walk_counts_what_every_thread_checked";
-    if is_child(NAME) {
-        return;
-    }
-    require_root();
-    let t = tempdir();
-    let h = wide_tree(t.path());
-    let total = all_paths(&h).len() as u64;
-    let run = run_child(NAME, &h, "progress,helpers=3");
-    let counts: Vec<u64> = run
-        .lines_with("changed so far; still working")
-        .iter()
-        .map(|l| {
-            let n = l.split(": ").nth(1).and_then(|r| r.split(' ').next());
-            n.and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no count in {l}"))
-        })
-        .collect();
-    assert!(counts.len() >= 2, "{}", run.stdout);
-    // Entries are counted once whichever thread checked them: the count only grows, never past the tree.
-    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
-    assert!(counts.iter().all(|c| *c <= total), "{counts:?} of {total}");
-    assert_eq!(run.checked, total);
-}
-
-#[test]
 fn long_walk_prints_progress_lines() {
     if is_child("long_walk_prints_progress_lines") {
         return;
